@@ -1,0 +1,1 @@
+"""SkyScout tools package."""
