@@ -237,6 +237,21 @@ class Catalog:
         """Map of uri -> image id for every catalogued file (lets ingestion skip unchanged paths)."""
         return {row["uri"]: row["id"] for row in self.query("SELECT id, uri FROM images")}
 
+    def image_ids(self, status: str | None = "ok") -> set[str]:
+        if status is None:
+            return {r["id"] for r in self.query("SELECT id FROM images")}
+        return {r["id"] for r in self.query("SELECT id FROM images WHERE status = ?", (status,))}
+
+    def add_labels(self, pairs: Iterable[tuple[str, str]]) -> int:
+        """Attach (image_id, label) pairs; existing pairs are ignored. Returns how many were new."""
+        added = 0
+        with self.transaction() as conn:
+            for image_id, label in pairs:
+                added += conn.execute(
+                    "INSERT OR IGNORE INTO labels (image_id, label) VALUES (?, ?)", (image_id, label)
+                ).rowcount
+        return added
+
     def get_image(self, image_id: str) -> ImageRecord | None:
         rows = self.query("SELECT * FROM images WHERE id = ?", (image_id,))
         if not rows:
@@ -401,13 +416,16 @@ class Catalog:
                 out.setdefault(r["image_id"], []).append(r["text"])
         return out
 
-    def images_without_caption(self, source: str, limit: int | None = None) -> list[str]:
-        """Ids of accepted images that have no caption from ``source`` yet (what a captioner still owes)."""
+    def images_without_caption(
+        self, source: str | None, limit: int | None = None
+    ) -> list[str]:
+        """Ids of accepted images with no caption from ``source`` (``None``: from any source)."""
+        match = "" if source is None else " AND c.source = ?"
         sql = (
             "SELECT i.id FROM images i WHERE i.status = 'ok' AND NOT EXISTS "
-            "(SELECT 1 FROM captions c WHERE c.image_id = i.id AND c.source = ?) ORDER BY i.id"
+            f"(SELECT 1 FROM captions c WHERE c.image_id = i.id{match}) ORDER BY i.id"
         )
-        params: list[Any] = [source]
+        params: list[Any] = [] if source is None else [source]
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)

@@ -1,0 +1,38 @@
+"""Run benchmarks: ``python -m bench [NAME ...]`` (default: the quick ones). ``--list`` shows the names."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+BENCHES = {
+    "ingest": "bench.bench_ingest",
+    "training": "bench.bench_training",
+    "embedding": "bench.bench_embedding",
+    "lancedb": "bench.bench_lancedb",
+}
+QUICK = ["ingest", "training", "embedding", "lancedb"]
+
+
+def main(argv: list[str]) -> int:
+    if "--list" in argv:
+        print("\n".join(BENCHES))
+        return 0
+    names = [a for a in argv if not a.startswith("-")] or QUICK
+    rest = [a for a in argv if a.startswith("-")]
+    for name in names:
+        if name not in BENCHES:
+            print(f"unknown benchmark {name!r}; valid: {', '.join(BENCHES)}", file=sys.stderr)
+            return 2
+        try:
+            module = importlib.import_module(BENCHES[name])
+        except ModuleNotFoundError as exc:
+            print(f"== {name}: not available yet ({exc})")
+            continue
+        print(f"== {name}")
+        module.main(rest if len(names) == 1 else [])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

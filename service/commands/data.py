@@ -1,0 +1,186 @@
+"""Data and caption commands: ingest, caption, dataset, status, jobs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from service.context import AppContext
+from service.output import kv, print_json, table
+from tools.captioning.factory import CAPTIONER_NAMES, create_captioner
+from tools.captioning.run import caption_images
+from tools.datasets import create_dataset, resolve_dataset, to_hf_dataset
+from tools.ingest import ingest_directory, ingest_manifest
+
+
+def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("ingest", parents=[common], help="register images from a directory tree or manifest")
+    p.add_argument("path", nargs="?", help="directory to scan (jpg, jpeg, png, tif, tiff, webp)")
+    p.add_argument("--manifest", help="JSON-lines or CSV manifest (path, label, captions, metadata)")
+    p.add_argument("--source", help="collection name recorded with each image (default: folder name)")
+    p.add_argument("--labels-from-folders", action="store_true",
+                   help="label each image with the name of the folder it is in")
+    p.add_argument("--workers", type=int, help="decoding threads (default: SKYSCOUT_WORKERS)")
+    p.set_defaults(handler=cmd_ingest)
+
+    p = sub.add_parser("caption", parents=[common], help="caption images that lack captions from a captioner")
+    p.add_argument("--captioner", choices=CAPTIONER_NAMES, help="backend (default: SKYSCOUT_CAPTIONER)")
+    p.add_argument("--captioner-model", help="Hub id or local directory for blip/blip2")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--limit", type=int, help="caption at most this many images")
+    p.add_argument("--only-uncaptioned", action="store_true",
+                   help="only images with no caption from any source (default: none from this captioner)")
+    p.set_defaults(handler=cmd_caption)
+
+    p = sub.add_parser("dataset", help="dataset versions (train/val/test splits)")
+    dsub = p.add_subparsers(dest="dataset_command", metavar="ACTION", required=True)
+    c = dsub.add_parser("create", parents=[common], help="make a deterministic stratified split")
+    c.add_argument("--name")
+    c.add_argument("--source", action="append", dest="sources", help="only images of this source (repeatable)")
+    c.add_argument("--val", type=float, default=0.1, help="fraction for validation (default 0.1)")
+    c.add_argument("--test", type=float, default=0.1, help="fraction for test (default 0.1)")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--use-manifest-split", action="store_true",
+                   help="keep the split a manifest gave each image (its 'split' field)")
+    c.add_argument("--require-captions", action="store_true", help="leave out images without captions")
+    c.set_defaults(handler=cmd_dataset_create)
+    ls = dsub.add_parser("list", parents=[common], help="list dataset versions")
+    ls.set_defaults(handler=cmd_dataset_list)
+    ex = dsub.add_parser("export", parents=[common], help="save a split as a Hugging Face dataset on disk")
+    ex.add_argument("dataset", nargs="?", default="latest")
+    ex.add_argument("--split", default="train", choices=("train", "val", "test"))
+    ex.add_argument("--out", required=True, help="directory for datasets.Dataset.save_to_disk")
+    ex.set_defaults(handler=cmd_dataset_export)
+
+    p = sub.add_parser("status", parents=[common], help="what the catalog holds")
+    p.set_defaults(handler=cmd_status)
+    p = sub.add_parser("jobs", parents=[common], help="recent jobs and their progress")
+    p.add_argument("--kind")
+    p.add_argument("--limit", type=int, default=20)
+    p.set_defaults(handler=cmd_jobs)
+
+
+def _ctx() -> AppContext:
+    return AppContext()
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    ctx = _ctx()
+    s = ctx.settings
+    if bool(args.path) == bool(args.manifest):
+        raise ValueError("give either a directory PATH or --manifest FILE (exactly one)")
+    opts: dict[str, Any] = dict(allowed_roots=s.roots, source=args.source, workers=args.workers or s.workers,
+                                max_pixels=s.max_pixels, progress=not (args.no_progress or args.json))
+    if args.manifest:
+        report = ingest_manifest(ctx.catalog, Path(args.manifest), **opts)
+    else:
+        report = ingest_directory(ctx.catalog, Path(args.path), labels_from_folders=args.labels_from_folders,
+                                  **opts)
+    doc = report.to_dict()
+    if args.json:
+        print_json(doc)
+        return 0
+    print(kv([("source", report.source), ("scanned", report.scanned), ("added", report.added),
+              ("unchanged", report.unchanged), ("duplicates", report.duplicates),
+              ("rejected", len(report.rejected)), ("human captions added", report.captions_added),
+              ("images/s", doc["images_per_s"]), ("job", report.job_id)]))
+    if report.rejected:
+        print("\nrejected files:")
+        print(table([(r["path"], r["reason"]) for r in report.rejected[:50]], ["path", "reason"]))
+        if len(report.rejected) > 50:
+            print(f"... and {len(report.rejected) - 50} more (use --json for all)")
+    return 0
+
+
+def cmd_caption(args: argparse.Namespace) -> int:
+    ctx = _ctx()
+    name = args.captioner or ctx.settings.captioner
+    captioner = create_captioner(name, model=args.captioner_model, device=ctx.settings.device,
+                                 batch_size=args.batch_size)
+    report = caption_images(ctx.catalog, captioner, batch_size=args.batch_size, limit=args.limit,
+                            workers=ctx.settings.workers, progress=not (args.no_progress or args.json),
+                            only_uncaptioned=args.only_uncaptioned)
+    doc = report.to_dict()
+    if args.json:
+        print_json(doc)
+        return 0
+    print(kv([("captioner", report.captioner), ("model", report.model), ("images", report.images),
+              ("captioned", report.captioned), ("captions added", report.captions_added),
+              ("nothing to say", report.nothing_to_say), ("failed", len(report.failed)),
+              ("images/s", doc["images_per_s"]), ("job", report.job_id)]))
+    for f in report.failed[:20]:
+        print(f"failed: {f['path']}: {f['reason']}", file=sys.stderr)
+    return 0
+
+
+def _dataset_row(d: dict[str, Any]) -> tuple[Any, ...]:
+    sp = d["splits"]
+    return (d["id"], d["name"], sp["train"], sp["val"], sp["test"])
+
+
+def cmd_dataset_create(args: argparse.Namespace) -> int:
+    ctx = _ctx()
+    info = create_dataset(ctx.catalog, name=args.name, sources=args.sources, val_frac=args.val,
+                          test_frac=args.test, seed=args.seed, use_manifest_split=args.use_manifest_split,
+                          require_captions=args.require_captions)
+    if args.json:
+        print_json(info)
+    else:
+        print(("created " if info["created"] else "already exists: ") + info["id"])
+        print(table([_dataset_row(info)], ["id", "name", "train", "val", "test"]))
+    return 0
+
+
+def cmd_dataset_list(args: argparse.Namespace) -> int:
+    datasets = _ctx().catalog.list_datasets()
+    if args.json:
+        print_json(datasets)
+    else:
+        print(table([_dataset_row(d) for d in datasets], ["id", "name", "train", "val", "test"]))
+    return 0
+
+
+def cmd_dataset_export(args: argparse.Namespace) -> int:
+    ctx = _ctx()
+    info = resolve_dataset(ctx.catalog, args.dataset)
+    ds = to_hf_dataset(ctx.catalog, info["id"], args.split)
+    ds.save_to_disk(args.out)
+    doc = {"dataset": info["id"], "split": args.split, "rows": len(ds), "out": str(Path(args.out).resolve())}
+    print_json(doc) if args.json else print(kv(list(doc.items())))
+    return 0
+
+
+def status_document(ctx: AppContext) -> dict[str, Any]:
+    cat = ctx.catalog
+    return {
+        "home": str(ctx.settings.home.resolve()),
+        "images": cat.count_images("ok"),
+        "rejected": cat.count_images("rejected"),
+        "uncaptioned": cat.count_uncaptioned(),
+        "sources": cat.sources(),
+        "labels": len(cat.label_counts()),
+        "captions": cat.caption_counts(),
+        "datasets": [d["id"] for d in cat.list_datasets()],
+        "running_jobs": [j.id for j in cat.list_jobs() if j.state == "running"],
+    }
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    doc = status_document(_ctx())
+    if args.json:
+        print_json(doc)
+    else:
+        print(kv([(k, v) for k, v in doc.items()]))
+    return 0
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    jobs = _ctx().catalog.list_jobs(kind=args.kind, limit=args.limit)
+    if args.json:
+        print_json([j.__dict__ for j in jobs])
+    else:
+        print(table([(j.id, j.kind, j.state, j.done, j.total, j.error or "") for j in jobs],
+                    ["id", "kind", "state", "done", "total", "error"]))
+    return 0

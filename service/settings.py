@@ -1,0 +1,79 @@
+"""Settings: ``SKYSCOUT_*`` environment variables over an optional TOML settings file over defaults."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+def _settings_file() -> Path | None:
+    explicit = os.environ.get("SKYSCOUT_SETTINGS_FILE")
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"SKYSCOUT_SETTINGS_FILE points at {path}, which does not exist")
+        return path
+    local = Path("skyscout.toml")
+    return local if local.is_file() else None
+
+
+class Settings(BaseSettings):
+    """Everything configurable. Environment variables are the field names upper-cased, prefixed SKYSCOUT_."""
+
+    model_config = SettingsConfigDict(env_prefix="SKYSCOUT_", extra="ignore")
+
+    home: Path = Field(Path(".skyscout"), description="where the catalog, models and indexes live")
+    data_roots: str = Field(".", description="directories images may be read from, separated by ':'")
+    device: str = Field("auto", description="torch device for models: auto, cpu, cuda, cuda:1, ...")
+    workers: int = Field(4, description="threads for decoding images during ingestion and captioning")
+    max_pixels: int = Field(89_478_485, description="larger images are rejected as decompression bombs")
+    captioner: str = Field("template", description="default captioner: template, tags, blip, blip2")
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[Any] = [init_settings, env_settings]
+        path = _settings_file()
+        if path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+    @property
+    def roots(self) -> list[Path]:
+        """The data roots as absolute, symlink-resolved paths."""
+        from tools.paths import resolve_roots
+
+        return resolve_roots(self.data_roots.split(":"))
+
+    @property
+    def catalog_path(self) -> Path:
+        return self.home / "catalog.db"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.home / "cache"
+
+    @property
+    def indexes_dir(self) -> Path:
+        return self.home / "indexes"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings now (environment and file), with explicit ``overrides`` taking precedence."""
+    return Settings(**overrides)

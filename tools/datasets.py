@@ -1,0 +1,152 @@
+"""Dataset versions: deterministic, stratified train/val/test splits recorded in the catalog, and exports.
+
+A split is a pure function of (the images chosen, the fractions, the seed): each image's place is decided
+by a hash of (seed, image id) within its stratum (its label), so the same inputs always give the same split
+and the same dataset id, and adding images later does not move the ones already placed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from tools.catalog import Catalog
+
+SPLITS = ("train", "val", "test")
+_SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
+                  "dev": "val", "test": "test", "testing": "test"}
+
+
+class DatasetError(ValueError):
+    """A dataset version that cannot be made or found; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class PairItem:
+    """One image of a dataset split with everything training and evaluation need."""
+
+    image_id: str
+    uri: str
+    captions: list[str]
+    labels: list[str]
+
+
+def _rank(seed: int, image_id: str) -> str:
+    return hashlib.sha256(f"{seed}:{image_id}".encode()).hexdigest()
+
+
+def plan_split(
+    strata: dict[str, list[str]], *, val_frac: float, test_frac: float, seed: int,
+    fixed: dict[str, str] | None = None,
+) -> list[tuple[str, str]]:
+    """Assign every id to a split, stratum by stratum; ``fixed`` ids keep the split they were given."""
+    if not (0 <= val_frac < 1 and 0 <= test_frac < 1 and val_frac + test_frac < 1):
+        raise DatasetError(f"val ({val_frac}) and test ({test_frac}) fractions must be in [0, 1) and sum below 1")
+    fixed = fixed or {}
+    items: list[tuple[str, str]] = []
+    for stratum in sorted(strata):
+        ids = sorted(set(strata[stratum]), key=lambda i: _rank(seed, i))
+        free = [i for i in ids if i not in fixed]
+        n_test = round(len(free) * test_frac)
+        n_val = round(len(free) * val_frac)
+        for pos, image_id in enumerate(free):
+            split = "test" if pos < n_test else "val" if pos < n_test + n_val else "train"
+            items.append((image_id, split))
+        items.extend((i, fixed[i]) for i in ids if i in fixed)
+    return sorted(items)
+
+
+def create_dataset(
+    catalog: Catalog, *, name: str | None = None, sources: Sequence[str] | None = None,
+    val_frac: float = 0.1, test_frac: float = 0.1, seed: int = 0, use_manifest_split: bool = False,
+    require_captions: bool = False,
+) -> dict[str, Any]:
+    """Make (or find, if identical) a dataset version from accepted catalog images.
+
+    ``use_manifest_split`` keeps the split a manifest gave an image (its ``split`` field: train, val or
+    test); the others are split by hash. ``require_captions`` leaves out images without any caption.
+    """
+    strata: dict[str, list[str]] = defaultdict(list)
+    fixed: dict[str, str] = {}
+    wanted_sources = set(sources) if sources else None
+    captioned = _captioned_ids(catalog) if require_captions else None
+    for img in catalog.iter_images(status="ok"):
+        if wanted_sources is not None and img.source not in wanted_sources:
+            continue
+        if captioned is not None and img.id not in captioned:
+            continue
+        strata[img.labels[0] if img.labels else ""].append(img.id)
+        hint = _SPLIT_ALIASES.get(str(img.metadata.get("split", "")).lower())
+        if use_manifest_split and hint:
+            fixed[img.id] = hint
+    if not strata:
+        what = f" from sources {sorted(wanted_sources)}" if wanted_sources else ""
+        raise DatasetError(f"no accepted images{what} to make a dataset from; run `skyscout ingest` first")
+    items = plan_split(strata, val_frac=val_frac, test_frac=test_frac, seed=seed, fixed=fixed)
+    params = {
+        "sources": sorted(wanted_sources) if wanted_sources else None, "val_frac": val_frac,
+        "test_frac": test_frac, "seed": seed, "use_manifest_split": use_manifest_split,
+        "require_captions": require_captions, "stratified_by": "label",
+    }
+    digest = hashlib.sha256(json.dumps([params, items], sort_keys=True).encode()).hexdigest()[:12]
+    dataset_id = f"ds-{digest}"
+    label = name or ("+".join(sorted(wanted_sources)) if wanted_sources else "all")
+    created = catalog.create_dataset(dataset_id, label, params, items)
+    info = catalog.get_dataset(dataset_id)
+    assert info is not None
+    info["created"] = created
+    return info
+
+
+def _captioned_ids(catalog: Catalog) -> set[str]:
+    return {r["image_id"] for r in catalog.query("SELECT DISTINCT image_id FROM captions")}
+
+
+def resolve_dataset(catalog: Catalog, dataset: str | None) -> dict[str, Any]:
+    """A dataset version by id, or the newest one for ``None`` / ``latest``."""
+    if dataset in (None, "", "latest"):
+        info = catalog.latest_dataset()
+        if info is None:
+            raise DatasetError("no dataset version exists yet; run `skyscout dataset create` first")
+        return info
+    info = catalog.get_dataset(dataset)
+    if info is None:
+        known = ", ".join(d["id"] for d in catalog.list_datasets()) or "none"
+        raise DatasetError(f"unknown dataset version {dataset!r}; known: {known}")
+    return info
+
+
+def split_items(
+    catalog: Catalog, dataset_id: str, split: str, *, caption_sources: Sequence[str] | None = None
+) -> list[PairItem]:
+    """The images of one split with their captions (optionally only from some sources) and labels."""
+    if split not in SPLITS:
+        raise DatasetError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
+    ids = catalog.dataset_split(dataset_id, split)
+    captions = catalog.captions_for(ids, caption_sources)
+    out = []
+    for img in catalog.iter_images(status=None, ids=ids):
+        out.append(PairItem(image_id=img.id, uri=img.uri, captions=captions.get(img.id, []),
+                            labels=img.labels))
+    return out
+
+
+def to_hf_dataset(
+    catalog: Catalog, dataset_id: str, split: str = "train", *, caption_sources: Sequence[str] | None = None
+) -> Any:
+    """Export one split as a Hugging Face ``datasets.Dataset`` of (image, text) pairs, one row per caption."""
+    import datasets  # heavy import, only when exporting
+
+    rows: dict[str, list[Any]] = {"image": [], "text": [], "image_id": [], "label": []}
+    for item in split_items(catalog, dataset_id, split, caption_sources=caption_sources):
+        for text in item.captions:
+            rows["image"].append(item.uri)
+            rows["text"].append(text)
+            rows["image_id"].append(item.image_id)
+            rows["label"].append(item.labels[0] if item.labels else None)
+    ds = datasets.Dataset.from_dict(rows)
+    return ds.cast_column("image", datasets.Image())

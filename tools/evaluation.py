@@ -1,0 +1,274 @@
+"""Zero-shot classification and image-text retrieval metrics for CLIP-style embeddings.
+
+The metric functions are pure functions on numpy arrays (features in, a dict of floats out), so they can
+be checked against naive reference implementations and reused for any model. Two small adapters turn an
+open_clip-style model (``encode_image``/``encode_text``) into those arrays.
+
+Ties in a ranking are counted against the model: a relevant item ranks behind every irrelevant item with
+the same score, so a collapsed model (all scores equal) scores 0, never 100%.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+__all__ = [
+    "TextEncoder",
+    "class_aware_retrieval_metrics",
+    "encode_image_files",
+    "l2_normalize",
+    "recall_at_k",
+    "retrieval_metrics",
+    "text_encoder",
+    "zero_shot_accuracy",
+    "zero_shot_classifier",
+]
+
+TextEncoder = Callable[[list[str]], np.ndarray]
+"""Texts in, one embedding row per text out (``(len(texts), dim)``)."""
+
+_CHUNK = 1024  # query rows scored at a time: bounds memory at _CHUNK x n_candidates
+
+
+def l2_normalize(x: np.ndarray, axis: int = -1, eps: float = 1e-12) -> np.ndarray:
+    """``x`` divided by its L2 norm along ``axis`` (float32; zero rows stay zero)."""
+    x = np.asarray(x, dtype=np.float32)
+    norm = np.linalg.norm(x, axis=axis, keepdims=True)
+    return x / np.maximum(norm, eps)
+
+
+# -- zero-shot classification -------------------------------------------------------------------------
+
+
+def zero_shot_classifier(
+    encode_texts: TextEncoder, classnames: Sequence[str], templates: Sequence[str]
+) -> np.ndarray:
+    """One unit vector per class: the renormalised mean of its normalised prompt embeddings.
+
+    Every template must contain ``{}``, which is replaced by the class name (see
+    ``prompts/eval_templates.py`` for remote-sensing templates). Returns ``(n_classes, dim)`` float32.
+    """
+    if not classnames:
+        raise ValueError("classnames is empty")
+    if not templates:
+        raise ValueError("templates is empty; pass e.g. prompts.eval_templates.REMOTE_SENSING_TEMPLATES")
+    bad = [t for t in templates if "{}" not in t]
+    if bad:
+        raise ValueError(f"every template needs a '{{}}' placeholder for the class name; missing in: {bad}")
+    texts = [t.format(c) for c in classnames for t in templates]
+    emb = np.asarray(encode_texts(texts), dtype=np.float32)
+    if emb.ndim != 2 or emb.shape[0] != len(texts):
+        raise ValueError(f"encode_texts returned shape {emb.shape} for {len(texts)} texts; expected (n, dim)")
+    per_prompt = l2_normalize(emb).reshape(len(classnames), len(templates), -1)
+    return l2_normalize(per_prompt.mean(axis=1))
+
+
+def _ranks_of(scores: np.ndarray, relevant: np.ndarray) -> np.ndarray:
+    """0-based rank of the best relevant candidate per query row; ties count against it; -1: none relevant.
+
+    The rank is the number of irrelevant candidates scoring at least as high as the best relevant one.
+    """
+    best = np.where(relevant, scores, -np.inf).max(axis=1)
+    ranks = ((scores >= best[:, None]) & ~relevant).sum(axis=1)
+    return np.where(relevant.any(axis=1), ranks, -1)
+
+
+def _best_relevant_ranks(
+    queries: np.ndarray, candidates: np.ndarray, relevant_of: Callable[[slice], np.ndarray]
+) -> np.ndarray:
+    """:func:`_ranks_of` over ``queries @ candidates.T`` in chunks of rows (bounded memory)."""
+    out = np.empty(len(queries), dtype=np.int64)
+    for start in range(0, len(queries), _CHUNK):
+        rows = slice(start, start + _CHUNK)
+        out[rows] = _ranks_of(queries[rows] @ candidates.T, relevant_of(rows))
+    return out
+
+
+def recall_at_k(ranks: np.ndarray, k: int) -> float:
+    """Fraction of queries (rank >= 0) whose best relevant candidate is in the top ``k``."""
+    valid = ranks >= 0
+    if not valid.any():
+        return float("nan")
+    return float((ranks[valid] < k).mean())
+
+
+def zero_shot_accuracy(
+    image_features: np.ndarray,
+    labels: Sequence[int] | np.ndarray,
+    classifier: np.ndarray,
+    *,
+    classnames: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Top-1/top-5 accuracy of a zero-shot classifier, per-class top-1 and its mean.
+
+    ``image_features`` is ``(n, dim)``, ``labels`` the true class index of each image, ``classifier`` the
+    ``(n_classes, dim)`` output of :func:`zero_shot_classifier`. ``per_class`` maps class name (or index
+    as a string) to top-1 accuracy, for the classes that have images. Top-5 is top-``n_classes`` when
+    there are fewer than five classes.
+    """
+    feats = l2_normalize(image_features)
+    labels_arr = np.asarray(labels, dtype=np.int64)
+    clf = np.asarray(classifier, dtype=np.float32)
+    n_classes = clf.shape[0]
+    if feats.shape[0] != labels_arr.shape[0]:
+        raise ValueError(f"{feats.shape[0]} image features but {labels_arr.shape[0]} labels")
+    if labels_arr.size and (labels_arr.min() < 0 or labels_arr.max() >= n_classes):
+        lo, hi = labels_arr.min(), labels_arr.max()
+        raise ValueError(f"labels must be in [0, {n_classes}); got min {lo}, max {hi}")
+    if classnames is not None and len(classnames) != n_classes:
+        raise ValueError(f"{len(classnames)} classnames for a classifier with {n_classes} classes")
+    names = list(classnames) if classnames is not None else [str(i) for i in range(n_classes)]
+    onehot = np.zeros((len(labels_arr), n_classes), dtype=bool)
+    onehot[np.arange(len(labels_arr)), labels_arr] = True
+    ranks = _best_relevant_ranks(feats, clf, lambda rows: onehot[rows])
+    top1 = ranks < 1
+    per_class = {
+        names[c]: float(top1[labels_arr == c].mean()) for c in range(n_classes) if (labels_arr == c).any()
+    }
+    return {
+        "top1": recall_at_k(ranks, 1),
+        "top5": recall_at_k(ranks, min(5, n_classes)),
+        "mean_per_class": float(np.mean(list(per_class.values()))) if per_class else float("nan"),
+        "per_class": per_class,
+        "n": int(len(labels_arr)),
+    }
+
+
+# -- retrieval ----------------------------------------------------------------------------------------
+
+
+def _retrieval_dict(t2i_ranks: np.ndarray, i2t_ranks: np.ndarray, ks: Sequence[int]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for k in ks:
+        out[f"text_to_image_R@{k}"] = recall_at_k(t2i_ranks, k)
+    for k in ks:
+        out[f"image_to_text_R@{k}"] = recall_at_k(i2t_ranks, k)
+    out["mean_recall"] = float(np.mean([v for v in out.values()]))
+    out["n_texts"] = int((t2i_ranks >= 0).sum())
+    out["n_images"] = int((i2t_ranks >= 0).sum())
+    return out
+
+
+def retrieval_metrics(
+    image_features: np.ndarray,
+    text_features: np.ndarray,
+    text_to_image: Sequence[int] | np.ndarray,
+    *,
+    ks: Sequence[int] = (1, 5, 10),
+) -> dict[str, float]:
+    """Text->image and image->text recall@k, and their mean ("mean recall", mR).
+
+    ``text_to_image[t]`` is the index of the image caption ``t`` describes; an image may have several
+    captions. Text->image: a hit if the caption's image is in the top ``k`` images. Image->text: a hit if
+    any of the image's captions is in the top ``k`` texts; images without captions are left out
+    (``n_images`` counts the rest).
+    """
+    img = l2_normalize(image_features)
+    txt = l2_normalize(text_features)
+    owner = np.asarray(text_to_image, dtype=np.int64)
+    if owner.shape != (txt.shape[0],):
+        raise ValueError(f"text_to_image has {owner.shape[0]} entries for {txt.shape[0]} texts")
+    if owner.size and (owner.min() < 0 or owner.max() >= img.shape[0]):
+        raise ValueError(f"text_to_image must index the {img.shape[0]} images")
+    image_ids = np.arange(img.shape[0])
+    t2i = _best_relevant_ranks(txt, img, lambda rows: owner[rows, None] == image_ids[None, :])
+    i2t = _best_relevant_ranks(img, txt, lambda rows: image_ids[rows, None] == owner[None, :])
+    return _retrieval_dict(t2i, i2t, ks)
+
+
+def class_aware_retrieval_metrics(
+    image_features: np.ndarray,
+    text_features: np.ndarray,
+    image_labels: Sequence[Any] | np.ndarray,
+    text_labels: Sequence[Any] | np.ndarray,
+    *,
+    ks: Sequence[int] = (1, 5, 10),
+) -> dict[str, float]:
+    """Retrieval recall@k where any image (or text) of the query's class counts as a hit.
+
+    For datasets such as UCM-captions whose captions repeat across images of a class. Labels may be ints
+    or strings; queries whose class has no candidate on the other side are left out.
+    """
+    img = l2_normalize(image_features)
+    txt = l2_normalize(text_features)
+    ilab = np.asarray(image_labels)
+    tlab = np.asarray(text_labels)
+    if ilab.shape != (img.shape[0],) or tlab.shape != (txt.shape[0],):
+        raise ValueError(
+            f"need one label per image and per text: {ilab.shape} labels for {img.shape[0]} images, "
+            f"{tlab.shape} for {txt.shape[0]} texts"
+        )
+    t2i = _best_relevant_ranks(txt, img, lambda rows: tlab[rows, None] == ilab[None, :])
+    i2t = _best_relevant_ranks(img, txt, lambda rows: ilab[rows, None] == tlab[None, :])
+    return _retrieval_dict(t2i, i2t, ks)
+
+
+# -- adapters from a model to features ----------------------------------------------------------------
+
+
+def text_encoder(
+    model: Any,
+    tokenizer: Callable[[list[str]], torch.Tensor],
+    *,
+    device: str | torch.device = "cpu",
+    batch_size: int = 256,
+) -> TextEncoder:
+    """A :data:`TextEncoder` over an open_clip-style model: normalised ``encode_text`` rows as float32."""
+
+    def encode(texts: list[str]) -> np.ndarray:
+        was_training = model.training
+        model.eval()
+        rows: list[np.ndarray] = []
+        try:
+            with torch.inference_mode():
+                for start in range(0, len(texts), batch_size):
+                    tokens = tokenizer(list(texts[start : start + batch_size])).to(device)
+                    rows.append(model.encode_text(tokens, normalize=True).float().cpu().numpy())
+        finally:
+            model.train(was_training)
+        return np.concatenate(rows) if rows else np.zeros((0, 0), dtype=np.float32)
+
+    return encode
+
+
+class _ImageFiles(torch.utils.data.Dataset[torch.Tensor]):
+    def __init__(self, paths: Sequence[str], transform: Callable[[Image.Image], torch.Tensor]) -> None:
+        self.paths = list(paths)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        with Image.open(self.paths[i]) as im:
+            return self.transform(im.convert("RGB"))
+
+
+def encode_image_files(
+    model: Any,
+    transform: Callable[[Image.Image], torch.Tensor],
+    paths: Sequence[str],
+    *,
+    device: str | torch.device = "cpu",
+    batch_size: int = 64,
+    num_workers: int = 0,
+) -> np.ndarray:
+    """Normalised ``encode_image`` features of image files (decoded with PIL as RGB), ``(n, dim)`` float32."""
+    loader = torch.utils.data.DataLoader(
+        _ImageFiles(paths, transform), batch_size=batch_size, num_workers=num_workers, shuffle=False
+    )
+    was_training = model.training
+    model.eval()
+    rows: list[np.ndarray] = []
+    try:
+        with torch.inference_mode():
+            for images in loader:
+                rows.append(model.encode_image(images.to(device), normalize=True).float().cpu().numpy())
+    finally:
+        model.train(was_training)
+    return np.concatenate(rows) if rows else np.zeros((0, 0), dtype=np.float32)

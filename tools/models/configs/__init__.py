@@ -1,0 +1,1 @@
+"""open_clip model-config JSON files shipped with SkyScout (a package so that wheels carry them)."""
