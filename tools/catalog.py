@@ -89,6 +89,65 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX jobs_kind_state ON jobs(kind, state);
     """,
+    # 1 -> 2: model versions, evaluations, index versions and aliases, planner decisions, search feedback.
+    """
+    CREATE TABLE model_versions (
+        id          TEXT PRIMARY KEY,              -- mv-...
+        arch        TEXT NOT NULL,                 -- open_clip architecture
+        base        TEXT NOT NULL,                 -- the model spec training started from
+        parent      TEXT,                          -- parent model version id, when it was one
+        dataset_id  TEXT REFERENCES datasets(id),
+        checkpoint  TEXT NOT NULL,                 -- path of the weights
+        params      TEXT NOT NULL DEFAULT '{}',    -- hyper-parameters and training summary
+        status      TEXT NOT NULL CHECK (status IN ('candidate', 'active', 'retired', 'rejected')),
+        created_at  REAL NOT NULL,
+        promoted_at REAL
+    );
+    CREATE TABLE evaluations (
+        id          INTEGER PRIMARY KEY,
+        model       TEXT NOT NULL,                 -- model version id or model spec
+        dataset     TEXT NOT NULL,                 -- dataset version id or manifest path
+        split       TEXT NOT NULL,
+        kind        TEXT NOT NULL,                 -- zeroshot | retrieval
+        metrics     TEXT NOT NULL,
+        created_at  REAL NOT NULL
+    );
+    CREATE INDEX evaluations_model ON evaluations(model, dataset, split, kind);
+    CREATE TABLE indexes (
+        name        TEXT PRIMARY KEY,              -- table / collection name
+        model       TEXT NOT NULL,
+        store       TEXT NOT NULL,
+        dim         INTEGER NOT NULL,
+        state       TEXT NOT NULL CHECK (state IN ('building', 'complete', 'failed', 'dropped')),
+        count       INTEGER NOT NULL DEFAULT 0,
+        created_at  REAL NOT NULL,
+        completed_at REAL
+    );
+    CREATE TABLE aliases (
+        name        TEXT PRIMARY KEY,              -- e.g. active_model, active_index:lancedb
+        target      TEXT NOT NULL,
+        updated_at  REAL NOT NULL
+    );
+    CREATE TABLE decisions (
+        id          INTEGER PRIMARY KEY,
+        action      TEXT NOT NULL,
+        reason      TEXT NOT NULL,
+        evidence    TEXT NOT NULL DEFAULT '{}',
+        actor       TEXT NOT NULL DEFAULT 'planner',
+        outcome     TEXT,
+        created_at  REAL NOT NULL
+    );
+    CREATE TABLE feedback (
+        id          INTEGER PRIMARY KEY,
+        query_id    TEXT,
+        query       TEXT,
+        image_id    TEXT NOT NULL,
+        relevant    INTEGER NOT NULL,
+        model       TEXT,
+        used_in     TEXT,                          -- model version trained with it, once used
+        created_at  REAL NOT NULL
+    );
+    """,
 ]
 
 
@@ -495,6 +554,143 @@ class Catalog:
             "SELECT image_id FROM dataset_items WHERE dataset_id = ? AND split = ? ORDER BY image_id",
             (dataset_id, split),
         )]
+
+    # -- model versions and evaluations ----------------------------------------------------------------
+
+    def add_model_version(
+        self, *, arch: str, base: str, checkpoint: str, dataset_id: str | None, params: dict[str, Any],
+        parent: str | None = None, model_id: str | None = None,
+    ) -> str:
+        """Record a trained candidate and return its id (``mv-YYYYmmdd-HHMMSS-xxxxxx``)."""
+        model_id = model_id or f"mv-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO model_versions (id, arch, base, parent, dataset_id, checkpoint, params, status, "
+                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'candidate', ?)",
+                (model_id, arch, base, parent, dataset_id, checkpoint, json.dumps(params, default=str),
+                 time.time()),
+            )
+        return model_id
+
+    def get_model_version(self, model_id: str) -> dict[str, Any] | None:
+        rows = self.query("SELECT * FROM model_versions WHERE id = ?", (model_id,))
+        if not rows:
+            return None
+        out = dict(rows[0])
+        out["params"] = json.loads(out["params"])
+        return out
+
+    def list_model_versions(self, status: str | None = None) -> list[dict[str, Any]]:
+        sql, params = "SELECT id FROM model_versions", []
+        if status is not None:
+            sql += " WHERE status = ?"
+            params.append(status)
+        rows = self.query(sql + " ORDER BY created_at, id", params)
+        return [m for m in (self.get_model_version(r["id"]) for r in rows) if m is not None]
+
+    def promote_model(self, model_id: str) -> None:
+        """Make ``model_id`` the active model; the previous one is retired. One transaction."""
+        with self.transaction() as conn:
+            if not conn.execute("SELECT 1 FROM model_versions WHERE id = ?", (model_id,)).fetchone():
+                raise LookupError(f"unknown model version {model_id!r}")
+            conn.execute("UPDATE model_versions SET status = 'retired' WHERE status = 'active'")
+            conn.execute("UPDATE model_versions SET status = 'active', promoted_at = ? WHERE id = ?",
+                         (time.time(), model_id))
+            conn.execute("INSERT OR REPLACE INTO aliases (name, target, updated_at) VALUES (?, ?, ?)",
+                         ("active_model", model_id, time.time()))
+
+    def set_model_status(self, model_id: str, status: str) -> None:
+        with self.transaction() as conn:
+            conn.execute("UPDATE model_versions SET status = ? WHERE id = ?", (status, model_id))
+
+    def add_evaluation(self, *, model: str, dataset: str, split: str, kind: str, metrics: dict[str, Any]) -> int:
+        with self.transaction() as conn:
+            cur = conn.execute(
+                "INSERT INTO evaluations (model, dataset, split, kind, metrics, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (model, dataset, split, kind, json.dumps(metrics, default=float), time.time()),
+            )
+        return int(cur.lastrowid or 0)
+
+    def evaluations(
+        self, *, model: str | None = None, dataset: str | None = None, split: str | None = None,
+        kind: str | None = None, limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        """Stored evaluation results, newest first."""
+        where, params = [], []
+        for col, val in (("model", model), ("dataset", dataset), ("split", split), ("kind", kind)):
+            if val is not None:
+                where.append(f"{col} = ?")
+                params.append(val)
+        sql = "SELECT * FROM evaluations" + (f" WHERE {' AND '.join(where)}" if where else "")
+        rows = self.query(sql + " ORDER BY id DESC LIMIT ?", [*params, limit])
+        return [dict(r) | {"metrics": json.loads(r["metrics"])} for r in rows]
+
+    # -- aliases, index versions -----------------------------------------------------------------
+
+    def get_alias(self, name: str) -> str | None:
+        rows = self.query("SELECT target FROM aliases WHERE name = ?", (name,))
+        return rows[0]["target"] if rows else None
+
+    def set_alias(self, name: str, target: str) -> None:
+        with self.transaction() as conn:
+            conn.execute("INSERT OR REPLACE INTO aliases (name, target, updated_at) VALUES (?, ?, ?)",
+                         (name, target, time.time()))
+
+    def upsert_index(self, name: str, *, model: str, store: str, dim: int, state: str, count: int = 0) -> None:
+        now = time.time()
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO indexes (name, model, store, dim, state, count, created_at, completed_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET state = excluded.state, "
+                "count = excluded.count, completed_at = excluded.completed_at",
+                (name, model, store, dim, state, count, now, now if state == "complete" else None),
+            )
+
+    def get_index(self, name: str) -> dict[str, Any] | None:
+        rows = self.query("SELECT * FROM indexes WHERE name = ?", (name,))
+        return dict(rows[0]) if rows else None
+
+    def list_indexes(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.query("SELECT * FROM indexes ORDER BY created_at")]
+
+    # -- planner decisions and user feedback -----------------------------------------------------
+
+    def add_decision(self, action: str, reason: str, evidence: dict[str, Any], *, actor: str = "planner",
+                     outcome: str | None = None) -> int:
+        with self.transaction() as conn:
+            cur = conn.execute(
+                "INSERT INTO decisions (action, reason, evidence, actor, outcome, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (action, reason, json.dumps(evidence, default=str), actor, outcome, time.time()),
+            )
+        return int(cur.lastrowid or 0)
+
+    def set_decision_outcome(self, decision_id: int, outcome: str) -> None:
+        with self.transaction() as conn:
+            conn.execute("UPDATE decisions SET outcome = ? WHERE id = ?", (outcome, decision_id))
+
+    def decisions(self, limit: int = 50, action: str | None = None) -> list[dict[str, Any]]:
+        sql, params = "SELECT * FROM decisions", []
+        if action is not None:
+            sql += " WHERE action = ?"
+            params.append(action)
+        rows = self.query(sql + " ORDER BY id DESC LIMIT ?", [*params, limit])
+        return [dict(r) | {"evidence": json.loads(r["evidence"])} for r in rows]
+
+    def add_feedback(self, *, image_id: str, relevant: bool, query: str | None = None,
+                     query_id: str | None = None, model: str | None = None) -> int:
+        with self.transaction() as conn:
+            cur = conn.execute(
+                "INSERT INTO feedback (query_id, query, image_id, relevant, model, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (query_id, query, image_id, int(relevant), model, time.time()),
+            )
+        return int(cur.lastrowid or 0)
+
+    def feedback(self, *, unused_only: bool = False) -> list[dict[str, Any]]:
+        sql = "SELECT * FROM feedback" + (" WHERE used_in IS NULL" if unused_only else "") + " ORDER BY id"
+        return [dict(r) for r in self.query(sql)]
 
     # -- jobs -------------------------------------------------------------------------------------
 
