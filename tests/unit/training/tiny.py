@@ -25,14 +25,32 @@ TINY_CONFIG: dict[str, Any] = {
     "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8, "head_width": 32},
     "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
 }
-WORDS = ["red", "green", "blue", "field", "river", "roof", "road", "forest", "beach", "harbor", "farm", "lake"]
+WORDS = [
+    "red",
+    "green",
+    "blue",
+    "field",
+    "river",
+    "roof",
+    "road",
+    "forest",
+    "beach",
+    "harbor",
+    "farm",
+    "lake",
+]
 
 
-def tiny_model(seed: int = 0) -> tuple[torch.nn.Module, Any, Any, Any]:
-    """(model, preprocess_train, preprocess_val, tokenizer) of a ~3M-parameter open_clip CLIP."""
+def tiny_model(seed: int = 0, *, patch_dropout: float = 0.0) -> tuple[torch.nn.Module, Any, Any, Any]:
+    """(model, preprocess_train, preprocess_val, tokenizer) of a ~3M-parameter open_clip CLIP.
+
+    ``patch_dropout`` > 0 makes the forward pass draw from torch's global RNG in training mode.
+    """
     factory._MODEL_CONFIGS[TINY_NAME] = TINY_CONFIG
     torch.manual_seed(seed)
-    model, pre_train, pre_val = open_clip.create_model_and_transforms(TINY_NAME, pretrained=None)
+    model, pre_train, pre_val = open_clip.create_model_and_transforms(
+        TINY_NAME, pretrained=None, force_patch_dropout=patch_dropout or None
+    )
     return model, pre_train, pre_val, open_clip.get_tokenizer(TINY_NAME)
 
 
@@ -66,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
-    model, _, pre_val, tokenizer = tiny_model(seed=0)
+    # Patch dropout: the resumed run must also restore the global torch RNG state to match.
+    model, _, pre_val, tokenizer = tiny_model(seed=0, patch_dropout=0.25)
     from tools.augment import train_transform_like
 
     config = TrainConfig(**json.loads(args.config))
@@ -78,8 +97,17 @@ def main(argv: list[str] | None = None) -> int:
             print("PAUSED", flush=True)
             time.sleep(600)  # the test kills us here
 
-    result = train(model, tokenizer, train_transform_like(pre_val, config.augment), items, config,
-                   out_dir=args.out, resume=args.resume, progress=False, on_step=on_step)
+    result = train(
+        model,
+        tokenizer,
+        train_transform_like(pre_val, config.augment),
+        items,
+        config,
+        out_dir=args.out,
+        resume=args.resume,
+        progress=False,
+        on_step=on_step,
+    )
     print(f"DONE {result.steps} resumed_from={result.resumed_from_step}", flush=True)
     return 0
 
