@@ -83,7 +83,7 @@ class VectorStore(Protocol):
         ...
 
     def search(self, vector: np.ndarray, k: int = 10, filter: Mapping[str, Any] | None = None) -> list[Hit]:
-        """The ``k`` nearest ids to ``vector`` (cosine similarity, descending) among those matching ``filter``."""
+        """The ``k`` ids nearest to ``vector`` among those matching ``filter`` (cosine, descending)."""
         ...
 
     def get(self, ids: Sequence[str]) -> dict[str, tuple[np.ndarray, dict[str, Any]]]:

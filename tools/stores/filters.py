@@ -37,7 +37,8 @@ Op = Literal["eq", "ne", "gt", "gte", "lt", "lte", "in", "nin"]
 FieldType = Literal["str", "int", "float", "bool", "list"]
 
 _OPS: dict[str, Op] = {
-    "$eq": "eq", "$ne": "ne", "$gt": "gt", "$gte": "gte", "$lt": "lt", "$lte": "lte", "$in": "in", "$nin": "nin",
+    "$eq": "eq", "$ne": "ne", "$gt": "gt", "$gte": "gte",
+    "$lt": "lt", "$lte": "lte", "$in": "in", "$nin": "nin",
 }  # fmt: skip
 _RANGE_OPS = frozenset({"gt", "gte", "lt", "lte"})
 #: The Data API accepts at most this many values in one ``$in`` / ``$nin``; longer lists are split.
@@ -90,7 +91,9 @@ def _scalar(value: Any, where: str) -> Scalar:
         return value  # type: ignore[no-any-return]
     if isinstance(value, list | tuple):
         raise FilterError(f"{where}: list literals are only allowed with $in / $nin")
-    raise FilterError(f"{where}: unsupported literal {value!r} ({type(value).__name__}); use str, number or bool")
+    raise FilterError(
+        f"{where}: unsupported literal {value!r} ({type(value).__name__}); use str, number or bool"
+    )
 
 
 def _parse_field(name: str, spec: Any) -> Node:
@@ -107,8 +110,8 @@ def _parse_field(name: str, spec: Any) -> Node:
             raise FilterError(f"{name}: unknown operator {raw_op!r}; supported: {', '.join(_OPS)}")
         where = f"{name}.{raw_op}"
         if op in ("in", "nin"):
-            if not isinstance(operand, list | tuple):
-                raise FilterError(f"{where} needs a list of values")
+            if not isinstance(operand, list | tuple) or not operand:
+                raise FilterError(f"{where} needs a non-empty list of values")
             conds.append(Cmp(name, op, tuple(_scalar(v, where) for v in operand)))
         else:
             value = _scalar(operand, where)
@@ -343,9 +346,6 @@ def _astra(node: Node, prefix: str) -> dict[str, Any]:
         return {path: node.value}
     if node.op in ("in", "nin"):
         values = list(node.value)  # type: ignore[arg-type]
-        if not values:
-            # "$in []" matches nothing, "$nin []" everything; say so in a form the Data API accepts
-            return {path: {"$in": []}} if node.op == "in" else {"$or": [{path: {"$exists": True}}, {path: {"$exists": False}}]}
         parts = [{path: {f"${node.op}": chunk}} for chunk in _split(values)]
         if len(parts) == 1:
             return parts[0]
