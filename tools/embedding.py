@@ -1,0 +1,202 @@
+"""The Embedding agent's tools: embed every accepted image into a vector index, resumably, blue-green.
+
+The pipeline is three injected stages (reader -> embedder -> writer), so each can be swapped in tests:
+
+- reader: a PyTorch ``DataLoader`` whose workers decode and preprocess images;
+- embedder: batched ``encode_image`` under ``inference_mode`` (autocast on CUDA), L2-normalised;
+- writer: batched upserts into a :class:`tools.stores.base.VectorStore`.
+
+Vector ids are image ids, so re-running never duplicates; images already in the index are skipped, so a
+killed run continues where it stopped. Each model version gets its own index; the alias
+``active_index:<store>`` moves to it only after every image is in (search never sees a half-built index).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from tools.catalog import Catalog, ImageRecord
+from tools.imageio import load_rgb
+from tools.stores.base import IndexRegistry, VectorStore, index_name_for_model
+
+Batch = tuple[list[str], torch.Tensor]  # (image ids, preprocessed pixels)
+Reader = Callable[[Sequence[ImageRecord]], Iterable[Batch]]
+Embedder = Callable[[torch.Tensor], np.ndarray]
+Writer = Callable[[list[str], np.ndarray], int]
+
+
+def alias_name(store_kind: str) -> str:
+    return f"active_index:{store_kind}"
+
+
+def image_metadata(img: ImageRecord) -> dict[str, Any]:
+    """What each vector carries for filtering and display (captions stay in the catalog)."""
+    meta: dict[str, Any] = {"uri": img.uri, "source": img.source or "", "label": img.labels[0] if img.labels else "",
+                            "labels": list(img.labels)}
+    if img.bounds:
+        meta.update(minx=float(img.bounds[0]), miny=float(img.bounds[1]), maxx=float(img.bounds[2]),
+                    maxy=float(img.bounds[3]))
+    return meta
+
+
+class _Images(torch.utils.data.Dataset[tuple[str, torch.Tensor]]):
+    """Decodes one catalogued image per item; a file that broke since ingestion yields ``None``."""
+
+    def __init__(self, records: Sequence[ImageRecord], transform: Callable[[Image.Image], torch.Tensor]) -> None:
+        self.records = list(records)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, i: int) -> tuple[str, torch.Tensor | None]:
+        rec = self.records[i]
+        try:
+            return rec.id, self.transform(load_rgb(rec.uri))
+        except Exception:  # noqa: BLE001 - reported by the collate step as a failed image
+            return rec.id, None
+
+
+def _collate(batch: list[tuple[str, torch.Tensor | None]]) -> tuple[list[str], torch.Tensor | None, list[str]]:
+    ok = [(i, t) for i, t in batch if t is not None]
+    failed = [i for i, t in batch if t is None]
+    if not ok:
+        return [], None, failed
+    return [i for i, _ in ok], torch.stack([t for _, t in ok]), failed
+
+
+def dataloader_reader(
+    transform: Callable[[Image.Image], torch.Tensor], *, batch_size: int = 64, num_workers: int = 2,
+    failed: list[str] | None = None,
+) -> Reader:
+    """The default reader: a DataLoader with ``num_workers`` decoding processes."""
+
+    def read(records: Sequence[ImageRecord]) -> Iterator[Batch]:
+        loader = torch.utils.data.DataLoader(
+            _Images(records, transform), batch_size=batch_size, num_workers=num_workers,
+            collate_fn=_collate, persistent_workers=False, prefetch_factor=4 if num_workers else None,
+        )
+        for ids, pixels, bad in loader:
+            if failed is not None:
+                failed.extend(bad)
+            if pixels is not None:
+                yield ids, pixels
+
+    return read
+
+
+def model_embedder(model: Any, *, device: str = "cpu") -> Embedder:
+    """The default embedder: ``encode_image`` in inference mode, fp16 autocast on CUDA, unit-length rows."""
+    model = model.to(device).eval()
+    use_amp = str(device).startswith("cuda")
+
+    def embed(pixels: torch.Tensor) -> np.ndarray:
+        ctx = torch.autocast("cuda", dtype=torch.float16) if use_amp else contextlib.nullcontext()
+        with torch.inference_mode(), ctx:
+            feats = model.encode_image(pixels.to(device, non_blocking=True))
+            feats = torch.nn.functional.normalize(feats.float(), dim=-1)
+        return feats.cpu().numpy().astype(np.float32)
+
+    return embed
+
+
+def store_writer(store: VectorStore, metadata: dict[str, dict[str, Any]]) -> Writer:
+    """The default writer: upsert vectors with each image's metadata."""
+
+    def write(ids: list[str], vectors: np.ndarray) -> int:
+        return store.upsert(ids, vectors, [metadata[i] for i in ids])
+
+    return write
+
+
+@dataclass
+class IndexReport:
+    """What an indexing run did; ``to_dict`` is the CLI's ``--json`` document."""
+
+    index: str
+    store: str
+    model: str
+    images: int = 0
+    embedded: int = 0
+    skipped_existing: int = 0
+    failed: list[str] = field(default_factory=list)
+    count: int = 0
+    seconds: float = 0.0
+    activated: bool = False
+    job_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["images_per_s"] = round(self.embedded / self.seconds, 1) if self.seconds > 0 else 0.0
+        out["seconds"] = round(self.seconds, 2)
+        return out
+
+
+def run_pipeline(
+    records: Sequence[ImageRecord], *, reader: Reader, embedder: Embedder, writer: Writer,
+    on_batch: Callable[[int], None] | None = None,
+) -> int:
+    """Push ``records`` through reader -> embedder -> writer; returns how many vectors were written."""
+    written = 0
+    for ids, pixels in reader(records):
+        written += writer(ids, embedder(pixels))
+        if on_batch is not None:
+            on_batch(len(ids))
+    return written
+
+
+def build_index(
+    catalog: Catalog, registry: IndexRegistry, *, model_key: str, model: Any,
+    transform: Callable[[Image.Image], torch.Tensor], dim: int, device: str = "cpu", batch_size: int = 64,
+    num_workers: int = 2, activate: bool = True, progress: bool = True,
+    reader: Reader | None = None, embedder: Embedder | None = None,
+) -> IndexReport:
+    """Build (or finish) the index of ``model_key`` over every accepted image, then make it active."""
+    name = index_name_for_model(model_key)
+    store = registry.open(name, dim, create=True)
+    report = IndexReport(index=name, store=registry.kind, model=model_key)
+    started = time.perf_counter()
+    records = list(catalog.iter_images(status="ok"))
+    report.images = len(records)
+    present = store.ids()
+    todo = [r for r in records if r.id not in present]
+    report.skipped_existing = len(records) - len(todo)
+    catalog.upsert_index(name, model=model_key, store=registry.kind, dim=dim, state="building", count=len(present))
+    params = {"index": name, "model": model_key, "store": registry.kind, "batch_size": batch_size}
+    with catalog.job("index", params, total=len(records)) as job:
+        report.job_id = job.id
+        bar = tqdm(total=len(records), initial=report.skipped_existing, unit="img", desc=f"index {name}",
+                   disable=not progress, dynamic_ncols=True)
+        done = report.skipped_existing
+
+        def step(n: int) -> None:
+            nonlocal done
+            done += n
+            bar.update(n)
+            catalog.update_job(job.id, done=done)
+
+        reader = reader or dataloader_reader(transform, batch_size=batch_size, num_workers=num_workers,
+                                             failed=report.failed)
+        embedder = embedder or model_embedder(model, device=device)
+        writer = store_writer(store, {r.id: image_metadata(r) for r in todo})
+        report.embedded = run_pipeline(todo, reader=reader, embedder=embedder, writer=writer, on_batch=step)
+        bar.close()
+        report.count = store.count()
+        report.seconds = time.perf_counter() - started
+        complete = report.count >= len(records) - len(report.failed)
+        catalog.upsert_index(name, model=model_key, store=registry.kind, dim=dim,
+                             state="complete" if complete else "failed", count=report.count)
+        if complete and activate:
+            catalog.set_alias(alias_name(registry.kind), name)
+            report.activated = True
+        catalog.update_job(job.id, result=report.to_dict() | {"failed": len(report.failed)})
+    return report

@@ -1,0 +1,244 @@
+"""The Training agent's tools: fine-tune a candidate from a dataset version, evaluate, promote.
+
+This module joins the catalog (dataset versions, model versions, evaluations) to the model loader
+(:mod:`tools.models`), the training loop (:mod:`tools.training`) and the metrics
+(:mod:`tools.evaluation`). Model specs accepted everywhere: a preset name, ``openclip:ARCH/TAG``,
+``path:FILE``, a model version id (``mv-...``), or ``active`` (the promoted model, or
+``skyscout-tiny`` before any promotion).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from prompts.eval_templates import REMOTE_SENSING_TEMPLATES
+from tools.captioning.text import humanize_label
+from tools.catalog import Catalog
+from tools.datasets import PairItem, resolve_dataset, split_items
+from tools.evaluation import (
+    class_aware_retrieval_metrics,
+    encode_image_files,
+    retrieval_metrics,
+    text_encoder,
+    zero_shot_accuracy,
+    zero_shot_classifier,
+)
+from tools.models import LoadedModel, load_model, save_checkpoint
+from tools.training import TrainConfig, TrainItem, TrainResult, train
+
+DEFAULT_BASE_MODEL = "skyscout-tiny"
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A model spec resolved against the catalog: what to hand the loader, and which version it is."""
+
+    spec: str  # what the user wrote
+    load_spec: str  # what tools.models.load_model receives
+    version_id: str | None  # the catalog's model version, if it is one
+    arch: str | None = None
+
+
+def resolve_model(catalog: Catalog, spec: str | None) -> ResolvedModel:
+    """Turn ``active`` / ``mv-...`` into a loadable ``path:`` spec; other specs pass through unchanged."""
+    spec = spec or "active"
+    if spec == "active":
+        active = catalog.get_alias("active_model")
+        if active is None:
+            return ResolvedModel(spec, DEFAULT_BASE_MODEL, None)
+        spec_to_resolve = active
+    else:
+        spec_to_resolve = spec
+    if spec_to_resolve.startswith("mv-"):
+        mv = catalog.get_model_version(spec_to_resolve)
+        if mv is None:
+            known = ", ".join(m["id"] for m in catalog.list_model_versions()) or "none yet"
+            raise LookupError(f"unknown model version {spec_to_resolve!r}; known: {known}")
+        return ResolvedModel(spec, f"path:{mv['checkpoint']}", mv["id"], mv["arch"])
+    return ResolvedModel(spec, spec_to_resolve, None)
+
+
+def load_resolved(catalog: Catalog, spec: str | None, *, cache_dir: Path, device: str = "cpu"
+                  ) -> tuple[ResolvedModel, LoadedModel]:
+    resolved = resolve_model(catalog, spec)
+    return resolved, load_model(resolved.load_spec, cache_dir=cache_dir, device=device)
+
+
+def pick_device(device: str) -> str:
+    """``auto`` means the first CUDA device when there is one, else the CPU."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+# -- fine-tuning ------------------------------------------------------------------------------------
+
+
+def training_items(catalog: Catalog, dataset_id: str, *, caption_sources: Sequence[str] | None = None
+                   ) -> list[TrainItem]:
+    """The train split's (image, captions) pairs; images without captions are left out."""
+    return [TrainItem(image_path=it.uri, captions=it.captions)
+            for it in split_items(catalog, dataset_id, "train", caption_sources=caption_sources) if it.captions]
+
+
+def finetune(
+    catalog: Catalog, *, model: str | None, dataset: str | None, config: TrainConfig, models_dir: Path,
+    cache_dir: Path, device: str = "auto", caption_sources: Sequence[str] | None = None,
+    resume_dir: Path | None = None, progress: bool = True,
+    on_step: Callable[[Any], bool | None] | None = None,
+) -> dict[str, Any]:
+    """Fine-tune ``model`` on a dataset version's train split; the result is a *candidate* model version.
+
+    Checkpoints go to ``models_dir/runs/<run>``; ``resume_dir`` continues such a run exactly.
+    """
+    device = pick_device(device)
+    ds = resolve_dataset(catalog, dataset)
+    resolved, loaded = load_resolved(catalog, model, cache_dir=cache_dir, device=device)
+    items = training_items(catalog, ds["id"], caption_sources=caption_sources)
+    if len(items) < config.batch_size:
+        raise ValueError(
+            f"dataset {ds['id']} has {len(items)} captioned training images, fewer than one batch "
+            f"({config.batch_size}); caption more images (`skyscout caption`) or lower --batch-size"
+        )
+    run_dir = resume_dir or models_dir / "runs" / f"run-{time.strftime('%Y%m%d-%H%M%S')}"
+    params = {"base": resolved.spec, "dataset": ds["id"], "run_dir": str(run_dir),
+              "config": config.model_dump(mode="json"), "caption_sources": list(caption_sources or [])}
+    with catalog.job("train", params, total=None) as job:
+        def report(info: Any) -> bool | None:
+            catalog.update_job(job.id, done=info.step, total=info.total_steps)
+            return on_step(info) if on_step else None
+
+        result: TrainResult = train(
+            loaded.model, loaded.tokenizer, None, items, config, out_dir=run_dir, resume=resume_dir is not None,
+            device=device, progress=progress, on_step=report,
+        )
+        if not result.completed:
+            catalog.update_job(job.id, state="cancelled", error="stopped before the end; resume to finish")
+            return {"completed": False, "run_dir": str(run_dir), "steps": result.steps, "job_id": job.id}
+        weights = run_dir / "model.pt"
+        save_checkpoint(weights, loaded, arch=loaded.arch, extra={"base": resolved.spec, "dataset": ds["id"]})
+        summary = {
+            "steps": result.steps, "epochs": result.epochs, "samples_seen": result.samples_seen,
+            "final_loss": result.final_loss, "samples_per_s": result.samples_per_s,
+            "elapsed_s": result.elapsed_s, "log": str(result.log_path), "train_images": len(items),
+        }
+        model_id = catalog.add_model_version(
+            arch=loaded.arch, base=resolved.spec, parent=resolved.version_id, dataset_id=ds["id"],
+            checkpoint=str(weights), params={**params, "result": summary},
+        )
+        catalog.update_job(job.id, result={"model_version": model_id, **summary})
+        return {"completed": True, "model_version": model_id, "run_dir": str(run_dir), "job_id": job.id,
+                "dataset": ds["id"], "base": resolved.spec, **summary}
+
+
+# -- evaluation -------------------------------------------------------------------------------------
+
+
+def _class_names(items: Sequence[PairItem]) -> list[str]:
+    return sorted({it.labels[0] for it in items if it.labels})
+
+
+def evaluate_items(
+    loaded: LoadedModel, items: Sequence[PairItem], *, device: str = "cpu",
+    templates: Sequence[str] = REMOTE_SENSING_TEMPLATES, batch_size: int = 64,
+    label_texts: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Zero-shot classification (labelled items) and retrieval (captioned items) metrics."""
+    if not items:
+        raise ValueError("nothing to evaluate: the split is empty")
+    model = loaded.model.to(device)
+    feats = encode_image_files(model, loaded.preprocess_val, [it.uri for it in items], device=device,
+                               batch_size=batch_size)
+    encode_texts = text_encoder(model, loaded.tokenizer, device=device)
+    out: dict[str, Any] = {"n_images": len(items)}
+    labelled = [i for i, it in enumerate(items) if it.labels]
+    classes = _class_names(items)
+    if labelled and len(classes) >= 2:
+        phrases = [humanize_label(c, (label_texts or {}).get(c)) for c in classes]
+        classifier = zero_shot_classifier(encode_texts, phrases, list(templates))
+        labels = np.array([classes.index(items[i].labels[0]) for i in labelled])
+        zs = zero_shot_accuracy(feats[labelled], labels, classifier, classnames=classes)
+        out["zeroshot"] = zs
+    captioned = [i for i, it in enumerate(items) if it.captions]
+    if captioned:
+        texts, owner = [], []
+        for i in captioned:
+            for t in items[i].captions:
+                texts.append(t)
+                owner.append(captioned.index(i))
+        text_feats = encode_texts(texts)
+        img = feats[captioned]
+        out["retrieval"] = retrieval_metrics(img, text_feats, owner)
+        if all(items[i].labels for i in captioned):
+            img_labels = [items[i].labels[0] for i in captioned]
+            out["retrieval_class_aware"] = class_aware_retrieval_metrics(
+                img, text_feats, img_labels, [img_labels[o] for o in owner])
+    return out
+
+
+def evaluate(
+    catalog: Catalog, *, model: str | None, dataset: str | None, split: str = "val", cache_dir: Path,
+    device: str = "auto", caption_sources: Sequence[str] | None = None, store: bool = True,
+) -> dict[str, Any]:
+    """Evaluate a model on a dataset version's split and record the result in the catalog."""
+    device = pick_device(device)
+    ds = resolve_dataset(catalog, dataset)
+    resolved, loaded = load_resolved(catalog, model, cache_dir=cache_dir, device=device)
+    items = split_items(catalog, ds["id"], split, caption_sources=caption_sources)
+    label_texts = _label_texts(catalog, items)
+    metrics = evaluate_items(loaded, items, device=device, label_texts=label_texts)
+    key = resolved.version_id or resolved.spec
+    if store:
+        for kind in ("zeroshot", "retrieval", "retrieval_class_aware"):
+            if kind in metrics:
+                catalog.add_evaluation(model=key, dataset=ds["id"], split=split, kind=kind,
+                                       metrics=metrics[kind])
+    return {"model": key, "dataset": ds["id"], "split": split, **metrics}
+
+
+def _label_texts(catalog: Catalog, items: Sequence[PairItem]) -> dict[str, str]:
+    texts: dict[str, str] = {}
+    for img in catalog.iter_images(status=None, ids=[it.image_id for it in items]):
+        if img.labels and "label_text" in img.metadata:
+            texts.setdefault(img.labels[0], str(img.metadata["label_text"]))
+    return texts
+
+
+def evaluate_manifest(
+    manifest: Path, *, model_loader: Callable[[], LoadedModel], device: str = "cpu"
+) -> dict[str, Any]:
+    """Evaluate labelled/captioned data that is not in the catalog (a manifest read in place)."""
+    from tools.ingest import read_manifest
+
+    rejected: list[dict[str, str]] = []
+    rows = read_manifest(manifest, rejected)
+    items = [PairItem(image_id=str(r.path), uri=str(r.path), captions=r.captions, labels=r.labels)
+             for r in rows if r.path.is_file()]
+    label_texts = {r.labels[0]: str(r.metadata["label_text"]) for r in rows
+                   if r.labels and "label_text" in r.metadata}
+    metrics = evaluate_items(model_loader(), items, device=pick_device(device), label_texts=label_texts)
+    return {"manifest": str(manifest), "skipped": len(rows) - len(items) + len(rejected), **metrics}
+
+
+def headline(metrics: dict[str, Any]) -> dict[str, float]:
+    """The few numbers a person (or the planner) compares: top-1, top-5, mean recall."""
+    out: dict[str, float] = {}
+    if "zeroshot" in metrics:
+        out["top1"] = float(metrics["zeroshot"]["top1"])
+        out["top5"] = float(metrics["zeroshot"]["top5"])
+    for kind in ("retrieval", "retrieval_class_aware"):
+        if kind in metrics:
+            out[f"{kind}_mean_recall"] = float(metrics[kind]["mean_recall"])
+    return out
+
+
+def dump(obj: Any) -> str:
+    return json.dumps(obj, indent=2, default=float)

@@ -1,0 +1,152 @@
+"""The Query agent's tools: text, image and combined queries against the active index.
+
+A query is turned into one unit vector: positive terms (texts embedded through prompt templates and
+averaged, and/or example images) minus weighted negative terms, renormalised. The store returns the
+nearest images under an optional metadata filter; the catalog adds captions, labels and geo bounds.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from prompts.eval_templates import REMOTE_SENSING_TEMPLATES
+from tools.catalog import Catalog
+from tools.stores.base import VectorStore
+
+TextEncoder = Callable[[list[str]], np.ndarray]
+ImageEncoder = Callable[[list[str]], np.ndarray]  # image file paths -> unit rows
+
+
+class QueryError(ValueError):
+    """A query that cannot be run as given (the message says what to change)."""
+
+
+@dataclass
+class Query:
+    """What to look for. At least one positive text or image is required."""
+
+    texts: list[str] = field(default_factory=list)
+    images: list[str] = field(default_factory=list)  # image ids in the catalog
+    negative_texts: list[str] = field(default_factory=list)
+    negative_images: list[str] = field(default_factory=list)
+    k: int = 10
+    filter: dict[str, Any] | None = None
+    min_score: float | None = None
+    negative_weight: float = 0.5
+    image_weight: float = 1.0
+    templates: bool = True
+
+
+@dataclass
+class SearchHit:
+    """One result, ready to show: where the tile is, how well it matches, what we know about it."""
+
+    rank: int
+    image_id: str
+    score: float
+    uri: str | None
+    label: str | None
+    labels: list[str]
+    captions: list[str]
+    source: str | None
+    bounds: list[float] | None
+    crs: str | None
+
+
+@dataclass
+class SearchResult:
+    """Hits plus what was asked; ``query_id`` lets feedback point back at this search."""
+
+    query_id: str
+    index: str
+    query: dict[str, Any]
+    hits: list[SearchHit]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"query_id": self.query_id, "index": self.index, "query": self.query,
+                "hits": [asdict(h) for h in self.hits]}
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    n = float(np.linalg.norm(v))
+    if n < 1e-8:
+        raise QueryError("the positive and negative terms cancel out; weaken the negatives")
+    return (v / n).astype(np.float32)
+
+
+def text_vector(encode: TextEncoder, text: str, *, templates: bool = True) -> np.ndarray:
+    """One text as a unit vector; with ``templates``, the mean over remote-sensing prompt frames."""
+    prompts = [t.format(text) for t in REMOTE_SENSING_TEMPLATES] if templates else [text]
+    return _unit(encode(prompts).mean(axis=0))
+
+
+def image_vectors(image_ids: Sequence[str], *, store: VectorStore, catalog: Catalog,
+                  encode_images: ImageEncoder | None) -> list[np.ndarray]:
+    """Vectors of example images: from the index when they are in it, else encoded from the file."""
+    found = store.get(list(image_ids))
+    out = []
+    for image_id in image_ids:
+        if image_id in found:
+            out.append(np.asarray(found[image_id][0], dtype=np.float32))
+            continue
+        rec = catalog.get_image(image_id)
+        if rec is None or rec.status != "ok":
+            raise QueryError(f"image {image_id!r} is not in the catalog; ingest it first or give a text query")
+        if encode_images is None:
+            raise QueryError(f"image {image_id} is not indexed and no image encoder was given")
+        out.append(encode_images([rec.uri])[0])
+    return out
+
+
+def query_vector(query: Query, *, encode_text: TextEncoder, store: VectorStore, catalog: Catalog,
+                 encode_images: ImageEncoder | None = None) -> np.ndarray:
+    """Combine a query's terms into one unit vector."""
+    if not query.texts and not query.images:
+        raise QueryError("a query needs at least one text or one example image")
+    pos = [text_vector(encode_text, t, templates=query.templates) for t in query.texts]
+    pos += [query.image_weight * v for v in image_vectors(query.images, store=store, catalog=catalog,
+                                                          encode_images=encode_images)]
+    neg = [text_vector(encode_text, t, templates=query.templates) for t in query.negative_texts]
+    neg += image_vectors(query.negative_images, store=store, catalog=catalog, encode_images=encode_images)
+    vec = np.sum(pos, axis=0) / len(pos)
+    if neg:
+        vec = _unit(vec) - query.negative_weight * (np.sum(neg, axis=0) / len(neg))
+    return _unit(vec)
+
+
+def search(query: Query, *, store: VectorStore, catalog: Catalog, encode_text: TextEncoder,
+           encode_images: ImageEncoder | None = None) -> SearchResult:
+    """Run ``query`` against ``store`` and describe each hit from the catalog."""
+    if query.k < 1 or query.k > 1000:
+        raise QueryError(f"k must be between 1 and 1000, got {query.k}")
+    vec = query_vector(query, encode_text=encode_text, store=store, catalog=catalog, encode_images=encode_images)
+    # Example images are not useful answers to "more like this": ask for a few extra and drop them.
+    exclude = set(query.images)
+    raw = store.search(vec, k=query.k + len(exclude), filter=query.filter)
+    raw = [h for h in raw if h.id not in exclude][: query.k]
+    if query.min_score is not None:
+        raw = [h for h in raw if h.score >= query.min_score]
+    captions = catalog.captions_for([h.id for h in raw])
+    hits = []
+    for rank, h in enumerate(raw, start=1):
+        rec = catalog.get_image(h.id)
+        hits.append(SearchHit(
+            rank=rank, image_id=h.id, score=round(float(h.score), 5),
+            uri=rec.uri if rec else h.metadata.get("uri"),
+            label=(rec.labels[0] if rec and rec.labels else h.metadata.get("label")) or None,
+            labels=rec.labels if rec else [], captions=captions.get(h.id, [])[:5],
+            source=rec.source if rec else h.metadata.get("source"),
+            bounds=rec.bounds if rec else None, crs=rec.crs if rec else None,
+        ))
+    return SearchResult(query_id=f"q-{uuid.uuid4().hex[:12]}", index=store.name, query=asdict(query), hits=hits)
+
+
+def precision_at_k(hits: Sequence[SearchHit], label: str, k: int = 10) -> float:
+    """Share of the first ``k`` hits whose labels include ``label``."""
+    top = list(hits)[:k]
+    return sum(label in h.labels for h in top) / k if k else 0.0
