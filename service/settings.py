@@ -37,6 +37,12 @@ class Settings(BaseSettings):
     workers: int = Field(4, description="threads for decoding images during ingestion and captioning")
     max_pixels: int = Field(89_478_485, description="larger images are rejected as decompression bombs")
     captioner: str = Field("template", description="default captioner: template, tags, blip, blip2")
+    store: str = Field("lancedb", description="vector store: lancedb (embedded) or astra")
+    astra_endpoint: str | None = Field(None, description="Astra DB API endpoint (else ASTRA_DB_API_ENDPOINT)")
+    astra_token: str | None = Field(None, description="Astra DB token (else ASTRA_DB_APPLICATION_TOKEN)")
+    astra_keyspace: str | None = Field(None, description="Astra DB keyspace (else ASTRA_DB_KEYSPACE)")
+    llm: str | None = Field(None, description="LangChain chat model 'provider:model'; unset: offline router")
+    llm_base_url: str | None = Field(None, description="base URL of an OpenAI-compatible server")
 
     @classmethod
     def settings_customise_sources(

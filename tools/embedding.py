@@ -84,6 +84,8 @@ def dataloader_reader(
         loader = torch.utils.data.DataLoader(
             _Images(records, transform), batch_size=batch_size, num_workers=num_workers,
             collate_fn=_collate, persistent_workers=False, prefetch_factor=4 if num_workers else None,
+            # forkserver: workers must not inherit the vector store's runtime threads (LanceDB warns on fork).
+            multiprocessing_context="forkserver" if num_workers else None,
         )
         for ids, pixels, bad in loader:
             if failed is not None:
@@ -200,3 +202,18 @@ def build_index(
             report.activated = True
         catalog.update_job(job.id, result=report.to_dict() | {"failed": len(report.failed)})
     return report
+
+
+class NoIndexError(LookupError):
+    """No complete index is active for a store yet."""
+
+
+def active_index(catalog: Catalog, store_kind: str) -> dict[str, Any]:
+    """The catalog record of the index searches use for ``store_kind`` (it names the model that built it)."""
+    name = catalog.get_alias(alias_name(store_kind))
+    record = catalog.get_index(name) if name else None
+    if record is None or record["state"] != "complete":
+        raise NoIndexError(
+            f"no complete {store_kind} index is active yet; run `skyscout index` (after ingesting images)"
+        )
+    return record
