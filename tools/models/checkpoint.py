@@ -44,7 +44,7 @@ class RawCheckpoint:
     """A checkpoint's tensors (``module.`` prefix removed) and its other top-level fields."""
 
     state_dict: dict[str, torch.Tensor]
-    #: top-level fields besides the tensors (``epoch``, ``name``, ``arch``, ``extra``, ...); no optimizer state
+    #: top-level fields besides the tensors (``epoch``, ``name``, ``arch``, ``extra``, ...), no optimizer
     meta: dict[str, Any] = field(default_factory=dict)
     #: the file the tensors were read from (the extracted member for zips)
     path: Path | None = None
@@ -56,7 +56,7 @@ class RawCheckpoint:
 
 
 def strip_ddp_prefix(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Remove DDP's ``module.`` prefix when every key carries it (a partial prefix is left for strict checks)."""
+    """Remove DDP's ``module.`` prefix when every key has it (a partial prefix is left to fail)."""
     keys = list(state_dict)
     if keys and all(k.startswith(_DDP_PREFIX) for k in keys):
         return {k[len(_DDP_PREFIX) :]: v for k, v in state_dict.items()}
@@ -74,8 +74,8 @@ def _torch_load(path: Path) -> Any:
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise CheckpointFormatError(
-            f"{path} holds Python objects that torch.load(weights_only=True) refuses to unpickle ({exc}). Only "
-            "checkpoints made of tensors and plain values are loaded; re-save it as a state_dict "
+            f"{path} holds Python objects that torch.load(weights_only=True) refuses to unpickle ({exc}). "
+            "Only checkpoints made of tensors and plain values are loaded; re-save it as a state_dict "
             "(torch.save(model.state_dict(), ...)) from a trusted environment."
         ) from exc
 
@@ -92,10 +92,16 @@ def read_checkpoint(path: Path) -> RawCheckpoint:
         return RawCheckpoint(strip_ddp_prefix(load_file(str(path), device="cpu")), {}, path)
     obj = _torch_load(path)
     if isinstance(obj, torch.jit.ScriptModule):  # an original OpenAI CLIP archive
-        sd = {k: v for k, v in obj.state_dict().items() if k not in ("input_resolution", "context_length", "vocab_size")}
+        sd = {
+            k: v
+            for k, v in obj.state_dict().items()
+            if k not in ("input_resolution", "context_length", "vocab_size")
+        }
         return RawCheckpoint(strip_ddp_prefix(sd), {"format": "torchscript"}, path)
     if not isinstance(obj, Mapping):
-        raise CheckpointFormatError(f"{path} holds a {type(obj).__name__}, not a state_dict or checkpoint dict.")
+        raise CheckpointFormatError(
+            f"{path} holds a {type(obj).__name__}, not a state_dict or checkpoint dict."
+        )
     if "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
         tensors = obj["state_dict"]
         meta = {k: v for k, v in obj.items() if k not in _DROPPED_FIELDS}
@@ -123,7 +129,7 @@ def load_state_dict_strict(
     source: str,
     arch: str,
 ) -> None:
-    """Copy ``state_dict`` into ``model``, or raise :class:`CheckpointMismatchError` naming every difference."""
+    """Copy ``state_dict`` into ``model``, or raise :class:`CheckpointMismatchError` naming differences."""
     expected = model.state_dict()
     sd = dict(state_dict)
     for key in [k for k in sd if k.endswith("embeddings.position_ids") and k not in expected]:

