@@ -280,6 +280,23 @@ def _literal_fits(ftype: FieldType, literal: Scalar) -> bool:
     return _is_number(literal)
 
 
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _int_range_bound(op: str, value: float) -> int | bool:
+    """The integer bound equivalent to ``int_col <op> value``, or a constant when it is always/never true.
+
+    DataFusion will not compare an integer column with a float literal, so ``year > 2020.5`` becomes
+    ``year > 2020`` (floor for > and <=, ceil for >= and <).
+    """
+    bound = math.floor(value) if op in ("gt", "lte") else math.ceil(value)
+    if bound > _INT64_MAX:
+        return op in ("lt", "lte")
+    if bound < _INT64_MIN:
+        return op in ("gt", "gte")
+    return int(bound)
+
+
 def _sql_cmp(node: Cmp, fields: Mapping[str, FieldType]) -> str:
     ftype = fields.get(node.field)
     negated = node.op in ("ne", "nin")
@@ -290,9 +307,25 @@ def _sql_cmp(node: Cmp, fields: Mapping[str, FieldType]) -> str:
         if ftype not in ("int", "float"):
             return _SQL_FALSE
         sym = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}[node.op]
-        return f"{col} {sym} {sql_literal(node.value)}"  # type: ignore[arg-type]
+        value = node.value
+        if ftype == "float":
+            return f"{col} {sym} {sql_literal(float(value))}"  # type: ignore[arg-type]
+        bound = _int_range_bound(node.op, value)  # type: ignore[arg-type]
+        if isinstance(bound, bool):
+            return f"({col} IS NOT NULL)" if bound else _SQL_FALSE
+        return f"{col} {sym} {bound}"
     literals = node.value if node.op in ("in", "nin") else (node.value,)
-    fitting = [lit for lit in literals if _literal_fits(ftype, lit)]  # type: ignore[union-attr]
+    fitting: list[Scalar] = []
+    for lit in literals:  # type: ignore[union-attr]
+        if not _literal_fits(ftype, lit):
+            continue
+        if ftype == "int" and isinstance(lit, float):
+            if not lit.is_integer() or not _INT64_MIN <= lit <= _INT64_MAX:
+                continue  # an integer column never equals 2.5
+            lit = int(lit)
+        elif ftype == "float" and _is_number(lit):
+            lit = float(lit)
+        fitting.append(lit)
     if not fitting:
         positive = _SQL_FALSE
     elif ftype == "list":

@@ -109,8 +109,8 @@ class SkyScoutVectorStore(LangChainVectorStore):
         )
 
     def _select_relevance_score_fn(self) -> Callable[[float], float]:
-        # cosine similarity in [-1, 1] -> relevance in [0, 1]
-        return lambda score: (1.0 + score) / 2.0
+        # cosine similarity in [-1, 1] -> relevance in [0, 1] (clipped: float error can reach 1 + 1e-7)
+        return lambda score: min(1.0, max(0.0, (1.0 + score) / 2.0))
 
     # -- writes ------------------------------------------------------------------------------------
 
