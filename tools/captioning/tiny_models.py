@@ -14,27 +14,30 @@ is all a test of the plumbing needs.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, cast
 
 import torch
 
 #: words of the tiny vocabularies: enough remote-sensing flavour that the dry-run captions read as words
-_WORDS: tuple[str, ...] = (
-    "a", "an", "the", "of", "with", "and", "in", "on", "near", "next", "to", "many", "some", "two",
-    "three", "several", "large", "small", "green", "white", "red", "dense", "sparse", "aerial", "view",
-    "satellite", "image", "picture", "photo", "there", "is", "are", "field", "fields", "farm", "road",
-    "roads", "river", "lake", "sea", "beach", "sand", "trees", "tree", "forest", "grass", "house",
-    "houses", "building", "buildings", "roof", "roofs", "car", "cars", "parking", "lot", "airplane",
-    "airport", "runway", "ship", "ships", "harbor", "boats", "bridge", "overpass", "intersection",
-    "residential", "area", "tennis", "court", "baseball", "diamond", "golf", "course", "storage",
-    "tanks", "freeway", "chaparral", "agricultural", "land", "mobile", "home", "park", "water", "solar",
-    "panels", "vineyard", "bar", "bars", "port", "dock", "pier", "track", "stadium", "church",
-    "school", "bare", "soil", "desert", "mountain", "snow", "cloud", "shadow", "square", "center",
-    "industrial", "commercial", "dense", "medium", "rows", "crops", "irrigated", "circle", "pool",
+_WORDS: tuple[str, ...] = tuple(
+    """
+    a an the of with and in on near next to many some two three several large small green white red
+    dense sparse aerial view satellite image picture photo there is are field fields farm road roads
+    river lake sea beach sand trees tree forest grass house houses building buildings roof roofs car
+    cars parking lot airplane airport runway ship ships harbor boats bridge overpass intersection
+    residential area tennis court baseball diamond golf course storage tanks freeway chaparral
+    agricultural land mobile home park water solar panels vineyard bar bars port dock pier track
+    stadium church school bare soil desert mountain snow cloud shadow square center industrial
+    commercial dense medium rows crops irrigated circle pool
+    """.split()
 )
 
-#: BLIP's decoder starts every caption with this token; the real checkpoints add it (and [ENC]) to BERT's vocab
+#: BLIP's decoder starts each caption with [DEC]; the real checkpoints add it (and [ENC]) to BERT's vocab
 BLIP_BOS_TOKEN = "[DEC]"
 BLIP_ENC_TOKEN = "[ENC]"
+
+#: how much build_tiny_blip scales the decoder's random cross-attention weights (see there)
+_CROSS_ATTENTION_GAIN = 8.0
 
 #: the OPT special tokens, in OPT's order: <s>=0, <pad>=1, </s>=2, <unk>=3
 _OPT_SPECIALS: tuple[str, ...] = ("<s>", "<pad>", "</s>", "<unk>")
@@ -122,13 +125,18 @@ def build_tiny_blip(
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = BlipForConditionalGeneration(config)
+        model: Any = BlipForConditionalGeneration(config)  # Any: reached into by attribute below
         # Random logits would sometimes end the caption at once with [SEP] or spell only special tokens
         # (dropped when decoding), leaving an empty string; a tiny model is for exercising the plumbing,
         # so keep it talking: special tokens never win, and every caption runs to max_new_tokens.
         with torch.no_grad():
             special_ids = [vocab[t] for t in specials + [BLIP_BOS_TOKEN, BLIP_ENC_TOKEN]]
             model.text_decoder.cls.predictions.bias[special_ids] = -1e4
+            # At this width and init scale the cross-attention adds ~1% to the residual stream, and every
+            # image gets the same caption; amplified, the captions depend on the pixels, as they should.
+            for layer in model.text_decoder.bert.encoder.layer:
+                layer.crossattention.self.value.weight.mul_(_CROSS_ATTENTION_GAIN)
+                layer.crossattention.output.dense.weight.mul_(_CROSS_ATTENTION_GAIN)
     model.eval()
     model.save_pretrained(out)
     processor.save_pretrained(out)
@@ -144,18 +152,17 @@ def _train_byte_level_bpe(vocab_size: int) -> tuple[dict[str, int], list[tuple[s
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
+    # The alphabet is only the bytes the word list uses (not all 256), so every token decodes to
+    # readable ASCII; a random model emitting a lone UTF-8 continuation byte would print U+FFFD.
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=list(_OPT_SPECIALS),
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
+        vocab_size=vocab_size, special_tokens=list(_OPT_SPECIALS), show_progress=False
     )
     words = _unique_words()
     corpus = [" ".join(words[i : i + 8]) for i in range(0, len(words), 4)] + [f" {w}" for w in words]
     bpe.train_from_iterator(corpus, trainer=trainer)
     state = json.loads(bpe.to_str())["model"]
-    merges = [tuple(m.split(" ", 1)) if isinstance(m, str) else (m[0], m[1]) for m in state["merges"]]
-    return dict(state["vocab"]), merges
+    pairs = [m.split(" ", 1) if isinstance(m, str) else m for m in state["merges"]]
+    return {str(k): int(v) for k, v in state["vocab"].items()}, [(str(a), str(b)) for a, b in pairs]
 
 
 def build_tiny_blip2(
@@ -191,7 +198,7 @@ def build_tiny_blip2(
     vocab, merges = _train_byte_level_bpe(bpe_vocab_size)
     tokenizer = GPT2Tokenizer(
         vocab=vocab,
-        merges=merges,
+        merges=cast(Any, merges),  # annotated list[str], but tokenizers' BPE wants (left, right) pairs
         bos_token="</s>",
         eos_token="</s>",
         unk_token="</s>",
@@ -246,7 +253,16 @@ def build_tiny_blip2(
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = Blip2ForConditionalGeneration(config)
+        model: Any = Blip2ForConditionalGeneration(config)
+        # OPT ties its output layer to the input embeddings and has no output bias, so a zero embedding
+        # row gives a logit of exactly 0, which the maximum over a few hundred random logits always beats:
+        # the special tokens (</s> included) and the padding rows past the tokenizer's end are never
+        # generated, and every caption runs to max_new_tokens with readable tokens (see build_tiny_blip).
+        with torch.no_grad():
+            embeddings = model.get_input_embeddings().weight
+            special_ids = [tokenizer.convert_tokens_to_ids(t) for t in (*_OPT_SPECIALS, "<image>")]
+            embeddings[special_ids] = 0.0
+            embeddings[len(tokenizer) :] = 0.0
     model.eval()
     model.save_pretrained(out)
     processor.save_pretrained(out)
