@@ -263,6 +263,8 @@ INTENT_EXAMPLES: Final[dict[str, tuple[str, ...]]] = {
         "explain the reason for switching models",
         "how come the model changed",
         "justify your choice",
+        "why were those images added to the catalog",
+        "why did you run an improvement round",
     ),
     "unknown": (
         "what's the weather today",

@@ -135,3 +135,19 @@ def _mean_pool_normalise(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tens
 def load_text_encoder(device: str = "cpu", batch_size: int = 64) -> MiniLMEncoder:
     """Return the process-wide MiniLM encoder for ``device``, loading it on first use."""
     return MiniLMEncoder(minilm_model_dir(), device=device, batch_size=batch_size)
+
+
+@lru_cache(maxsize=1)
+def minilm_vocabulary() -> frozenset[str]:
+    """The whole words of the MiniLM WordPiece vocabulary (lower case), e.g. as a dictionary for typo checks.
+
+    Sub-word pieces (``##ing``) and special tokens (``[CLS]``) are left out. Reads only ``vocab.txt``, so it
+    is cheap and does not load the model.
+    """
+    words: set[str] = set()
+    with open(minilm_model_dir() / "vocab.txt", encoding="utf-8") as fh:
+        for line in fh:
+            token = line.strip()
+            if token and not token.startswith("##") and not token.startswith("[") and token.isalpha():
+                words.add(token.lower())
+    return frozenset(words)
