@@ -10,6 +10,7 @@ from __future__ import annotations
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import open_clip
@@ -92,8 +93,9 @@ def test_skyclip_preset_reproduces_the_source_model(source: Source, tmp_path: Pa
     assert Path(loaded.weights) == extracted.resolve()
     assert checksum_record_path(archive).is_file() and checksum_record_path(extracted).is_file()
     with torch.inference_mode():
-        img = loaded.model.encode_image(source.images)
-        txt = loaded.model.encode_text(loaded.tokenizer(TEXTS))
+        model: Any = loaded.model
+        img = model.encode_image(source.images)
+        txt = model.encode_text(loaded.tokenizer(TEXTS))
     torch.testing.assert_close(img, source.image_features, rtol=0, atol=1e-6)
     torch.testing.assert_close(txt, source.text_features, rtol=0, atol=1e-6)
     # the helpers give the same vectors, normalised, from PIL images through preprocess_val
