@@ -220,8 +220,8 @@ _IMAGE_ID_RE = re.compile(
     r"\b(?:image|tile|picture|photo|id)\s+(?:id\s+)?(?:sha256:)?([0-9a-f]{6,64})\b", re.IGNORECASE
 )
 _SIMILAR_RE = re.compile(
-    r"(?:\b(?:more|other)\s+)?(?:\b(?:images?|tiles?|pictures?|photos?|ones?)\s+)?"
-    r"\b(?:(?:that\s+(?:look|are)\s+)?(?:similar\s+to|like|resembling|close\s+to|near-duplicates\s+of))\s+"
+    r"(?:\b(?:more|other)\s+)?(?:\b(?:images?|tiles?|pictures?|photos?|ones?|anything|something)\s+)?"
+    r"\b(?:(?:that\s+(?:looks?|are|is)\s+)?(?:similar\s+to|like|resembling|close\s+to|near-duplicates\s+of))\s+"
     r"(?:the\s+|this\s+)?(?:(?:example\s+)?(?:image|tile|picture|photo)\s+)?(?:id\s+)?(?:at\s+)?$",
     re.IGNORECASE,
 )
@@ -675,8 +675,12 @@ def _search_args(text: str) -> dict[str, Any]:
         if negative:
             args["negative"] = negative
 
-    # 5. the query: what is left once the command words are stripped
+    # 5. the query: what is left once the command words are stripped; a bare count opening it
+    #    ("show me 15 marinas") is how many results to return
     query = _strip_query(s)
+    if "k" not in args and (m := re.match(r"(\d+)\s+(?=\S)", query)):
+        args["k"] = int(m.group(1))
+        query = query[m.end() :]
     if query:
         args["query"] = query
     return args

@@ -249,6 +249,8 @@ def test_custom_examples_and_validation() -> None:
             {"query": "airports", "k": 3, "filters": {"label": "airport", "source": "eurosat"}},
         ),
         ("search", "more like /data/tiles/x.jpg", {"image": "/data/tiles/x.jpg"}),
+        ("search", "anything that looks like /tmp/q.jpg", {"image": "/tmp/q.jpg"}),
+        ("search", "show me 15 marinas", {"query": "marinas", "k": 15}),
         ("search", "similar to image abc123def456", {"image": "abc123def456"}),
         (
             "search",
