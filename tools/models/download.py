@@ -217,8 +217,17 @@ def extract_checkpoint(archive: Path, dest_dir: Path, *, preferred: str | None =
         target.parent.mkdir(parents=True, exist_ok=True)
         part = target.with_name(target.name + ".part")
         log.info("extracting %s from %s", member, archive)
-        with zf.open(info) as src, part.open("wb") as dst:
-            actual = _copy_hashing(src, dst)
+        try:
+            with zf.open(info) as src, part.open("wb") as dst:
+                actual = _copy_hashing(src, dst)
+        except zipfile.BadZipFile as exc:  # a CRC mismatch: the archive is damaged
+            part.unlink(missing_ok=True)
+            raise ChecksumError(
+                f"{archive} is damaged ({exc} in {member}): delete it and download it again."
+            ) from exc
+        except BaseException:
+            part.unlink(missing_ok=True)
+            raise
         part.replace(target)
     record_checksum(target, actual, source=f"extracted from {archive}")
     return target

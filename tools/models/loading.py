@@ -32,6 +32,7 @@ from tools.models.checkpoint import (
 from tools.models.download import (
     OFFLINE_ENV_VARS,
     DownloadError,
+    checksum_record_path,
     download_file,
     downloads_allowed,
     extract_checkpoint,
@@ -249,11 +250,18 @@ def _fetch(
     allow_download: bool | None,
     progress: bool,
     alt: Path | None = None,
+    hash_on_first_use: bool = True,
 ) -> Path:
-    """Return the first present target (checksum verified), else download the targets in order."""
+    """Return the first present target (checksum verified), else download the targets in order.
+
+    With ``hash_on_first_use=False`` a file placed by hand is hashed only when a known or recorded hash
+    exists to compare with (zips: their members' CRCs are checked on extraction, and the extracted
+    checkpoint's hash is recorded then).
+    """
     for path, _url in targets:
         if path.is_file():
-            verify_checksum(path, sha256)
+            if hash_on_first_use or sha256 or checksum_record_path(path).is_file():
+                verify_checksum(path, sha256)
             return path
     if not downloads_allowed(allow_download):
         raise ModelNotAvailableError(
@@ -293,6 +301,7 @@ def resolve_preset_weights(
         allow_download=allow_download,
         progress=progress,
         alt=extracted,
+        hash_on_first_use=preset.weights != "zip",
     )
     if preset.weights == "zip":
         return extract_checkpoint(path, cache_dir, preferred=preset.archive_member)

@@ -100,3 +100,17 @@ def test_extract_refuses_to_leave_the_target(tmp_path: Path) -> None:
         zf.writestr("../../epoch_1.pt", b"x")
     with pytest.raises(ValueError, match="refusing"):
         extract_checkpoint(archive, tmp_path / "cache")
+
+
+def test_damaged_archive_is_reported_and_leaves_nothing(tmp_path: Path) -> None:
+    archive = tmp_path / "Run.zip"
+    payload = b"checkpoint-bytes" * 1000
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_STORED) as zf:
+        zf.writestr("Run/epoch_20.pt", payload)
+    data = bytearray(archive.read_bytes())
+    at = data.index(payload) + 100
+    data[at] ^= 0xFF  # flip one byte inside the stored member
+    archive.write_bytes(bytes(data))
+    with pytest.raises(ChecksumError, match="damaged"):
+        extract_checkpoint(archive, tmp_path / "cache")
+    assert not any(p.is_file() for p in (tmp_path / "cache").rglob("*"))

@@ -91,7 +91,8 @@ def test_skyclip_preset_reproduces_the_source_model(source: Source, tmp_path: Pa
     assert loaded.meta["epoch"] == 20 and loaded.meta["name"] == STEM and "optimizer" not in loaded.meta
     extracted = tmp_path / STEM / "epoch_20.pt"
     assert Path(loaded.weights) == extracted.resolve()
-    assert checksum_record_path(archive).is_file() and checksum_record_path(extracted).is_file()
+    # the extracted checkpoint's hash is recorded; the hand-placed zip was checked by its members' CRCs
+    assert checksum_record_path(extracted).is_file()
     with torch.inference_mode():
         model: Any = loaded.model
         img = model.encode_image(source.images)
