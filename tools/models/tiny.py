@@ -14,6 +14,8 @@ from __future__ import annotations
 import copy
 import importlib.util
 import json
+import os
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -89,23 +91,33 @@ def tiny_model_config() -> dict[str, Any]:
     return resolve_config(raw_tiny_config())
 
 
+def _write_config(config_dir: Path, name: str, text: str) -> Path:
+    config_dir.mkdir(parents=True, exist_ok=True)
+    target = config_dir / f"{name}.json"
+    tmp = target.with_name(f"{name}.json.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(target)
+    return target
+
+
 def register_config(name: str, config: dict[str, Any], config_dir: Path) -> None:
     """Make ``name`` an open_clip architecture with ``config`` (idempotent; thread-safe).
 
     open_clip's registry reads config files from disk, so the config is written to
-    ``config_dir/<name>.json`` and that file is added with :func:`open_clip.add_model_config`. Nothing is
-    done when open_clip already knows ``name`` with exactly this config.
+    ``config_dir/<name>.json`` (a temporary folder if that is read-only) and that file is added with
+    :func:`open_clip.add_model_config`. Nothing is done when open_clip already knows ``name`` with exactly
+    this config.
     """
     import open_clip
 
     with _register_lock:
         if open_clip.get_model_config(name) == config:
             return
-        config_dir.mkdir(parents=True, exist_ok=True)
-        target = config_dir / f"{name}.json"
-        tmp = target.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(config, indent=2, sort_keys=True), encoding="utf-8")
-        tmp.replace(target)
+        text = json.dumps(config, indent=2, sort_keys=True)
+        try:
+            target = _write_config(config_dir, name, text)
+        except OSError:  # a read-only model cache (a shared mirror): keep the file for this process only
+            target = _write_config(Path(tempfile.mkdtemp(prefix="skyscout-open-clip-configs-")), name, text)
         open_clip.add_model_config(target)
         if open_clip.get_model_config(name) != config:
             raise RuntimeError(f"open_clip did not register the model config {target} as {name!r}.")
