@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from service.commands import data, model, search
+from service.commands import data, model, search, serve
 from service.output import print_json
 
 #: Exceptions whose message is already written for the user: printed without a traceback, exit code 2.
@@ -16,7 +16,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 # Modules that add sub-commands; each has register(subparsers, common) -> None.
-COMMAND_MODULES: list[Callable[..., None]] = [data.register, model.register, search.register]
+COMMAND_MODULES: list[Callable[..., None]] = [data.register, model.register, search.register, serve.register]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,7 +42,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         return int(args.handler(args) or 0)
-    except USER_ERRORS as exc:
+    except Exception as exc:
+        # Built-in user errors, and every error our own tools raise on purpose, carry a message written
+        # for the user; anything else is a bug and keeps its traceback.
+        if not (isinstance(exc, USER_ERRORS) or type(exc).__module__.startswith("tools.")):
+            raise
         message = str(exc) if str(exc) else type(exc).__name__
         if getattr(args, "json", False):
             print_json({"error": message, "type": type(exc).__name__})

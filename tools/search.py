@@ -26,6 +26,10 @@ class QueryError(ValueError):
     """A query that cannot be run as given (the message says what to change)."""
 
 
+class ImageNotFoundError(LookupError):
+    """An example image id that the catalog does not know."""
+
+
 @dataclass
 class Query:
     """What to look for. At least one positive text or image is required."""
@@ -96,7 +100,8 @@ def image_vectors(image_ids: Sequence[str], *, store: VectorStore, catalog: Cata
             continue
         rec = catalog.get_image(image_id)
         if rec is None or rec.status != "ok":
-            raise QueryError(f"image {image_id!r} is not in the catalog; ingest it first or give a text query")
+            raise ImageNotFoundError(
+                f"image {image_id!r} is not in the catalog; ingest it first or give a text query")
         if encode_images is None:
             raise QueryError(f"image {image_id} is not indexed and no image encoder was given")
         out.append(encode_images([rec.uri])[0])

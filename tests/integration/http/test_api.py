@@ -1,0 +1,65 @@
+"""The HTTP API over real HTTP (uvicorn on 127.0.0.1): auth, search, feedback, thumbnails, limits, errors."""
+
+from __future__ import annotations
+
+import io
+
+from PIL import Image
+
+from tests.integration.http.conftest import LiveServer
+
+
+def test_health_needs_no_token(server: LiveServer) -> None:
+    with server.client(token=None) as c:
+        assert c.get("/healthz").json() == {"status": "ok"}
+
+
+def test_missing_token_is_401_wrong_token_is_403(server: LiveServer) -> None:
+    with server.client(token=None) as c:
+        r = c.post("/v1/search", json={"text": "beach"})
+        assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+    with server.client(token="nope") as c:
+        assert c.post("/v1/search", json={"text": "beach"}).status_code == 403
+    with server.client(token="other-token") as c:
+        assert c.get("/v1/status").status_code == 200
+
+
+def test_search_feedback_thumbnail(server: LiveServer) -> None:
+    with server.client() as c:
+        r = c.post("/v1/search", json={"text": "harbor with boats", "k": 4, "filters": {"label": "harbor"}})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert len(body["hits"]) == 4 and all(h["label"] == "harbor" for h in body["hits"])
+        hit = body["hits"][0]
+        more = c.post("/v1/search", json={"image_id": hit["image_id"], "k": 3}).json()
+        assert hit["image_id"] not in [h["image_id"] for h in more["hits"]]
+        fb = c.post("/v1/feedback", json={"query_id": body["query_id"], "image_id": hit["image_id"],
+                                          "relevant": False, "query": "harbor with boats"})
+        assert fb.status_code == 200 and fb.json()["feedback_id"] >= 1
+        thumb = c.get(hit["thumbnail"], params={"size": 64})
+        assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
+        assert max(Image.open(io.BytesIO(thumb.content)).size) == 64
+        status = c.get("/v1/status").json()
+        assert status["images"] == 80 and status["active_index"]
+        jobs = c.get("/v1/jobs").json()
+        assert {j["kind"] for j in jobs} >= {"ingest", "index"}
+        assert c.get(f"/v1/jobs/{jobs[0]['id']}").json()["id"] == jobs[0]["id"]
+
+
+def test_bad_requests_get_clear_errors_without_traces(server: LiveServer) -> None:
+    with server.client() as c:
+        r = c.post("/v1/search", json={})
+        assert r.status_code == 422 and "give a text" in r.text
+        r = c.post("/v1/search", json={"text": "x", "k": 0})
+        assert r.status_code == 422
+        r = c.post("/v1/search", json={"text": "x", "filters": {"bad key;": "x"}})
+        assert r.status_code == 422
+        r = c.post("/v1/feedback", json={"query_id": "q", "image_id": "f" * 64, "relevant": True})
+        assert r.status_code == 404 and "not in the catalog" in r.json()["error"]
+        assert c.get("/v1/images/" + "0" * 64 + "/thumbnail").status_code == 404
+        assert c.get("/v1/jobs/nope").status_code == 404
+        big = c.post("/v1/search", content=b"{" + b" " * 10_000 + b"}",
+                     headers={"content-type": "application/json"})
+        assert big.status_code == 413 and "larger than" in big.json()["error"]
+        for r in (big,):
+            assert "Traceback" not in r.text
