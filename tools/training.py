@@ -92,27 +92,37 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    epochs: int = Field(1, ge=1)
-    batch_size: int = Field(32, ge=2, description="micro-batch size (contrastive: needs >= 2)")
-    accum_steps: int = Field(1, ge=1, description="micro-batches per optimizer step")
-    lr: float = Field(1e-5, gt=0)
-    min_lr: float = Field(0.0, ge=0)
-    weight_decay: float = Field(0.2, ge=0)
+    epochs: int = Field(default=1, ge=1)
+    batch_size: int = Field(default=32, ge=2, description="micro-batch size (contrastive: needs >= 2)")
+    accum_steps: int = Field(default=1, ge=1, description="micro-batches per optimizer step")
+    lr: float = Field(default=1e-5, gt=0)
+    min_lr: float = Field(default=0.0, ge=0)
+    weight_decay: float = Field(default=0.2, ge=0)
     beta1: float = 0.9
     beta2: float = 0.98
     eps: float = 1e-6
-    warmup_steps: int = Field(0, ge=0)
-    warmup_fraction: float | None = Field(None, ge=0, le=1, description="overrides warmup_steps if set")
-    grad_clip: float | None = Field(1.0, gt=0, description="max global L2 norm of the gradient; None: off")
+    warmup_steps: int = Field(default=0, ge=0)
+    warmup_fraction: float | None = Field(
+        default=None, ge=0, le=1, description="overrides warmup_steps if set"
+    )
+    grad_clip: float | None = Field(
+        default=1.0, gt=0, description="max global L2 norm of the gradient; None: off"
+    )
     precision: Precision = "fp32"
     freeze: Tower | None = None
     seed: int = 0
-    max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps")
-    checkpoint_every: int | None = Field(500, ge=1, description="optimizer steps; None: only at the end")
-    num_workers: int = Field(2, ge=0)
-    log_every: int = Field(10, ge=1)
-    wise_alpha: float | None = Field(None, ge=0, le=1, description="WiSE-FT mixing weight of the finetuned")
-    deterministic: bool = Field(False, description="torch.use_deterministic_algorithms during the run")
+    max_steps: int | None = Field(default=None, ge=1, description="stop after this many optimizer steps")
+    checkpoint_every: int | None = Field(
+        default=500, ge=1, description="optimizer steps; None: only at the end"
+    )
+    num_workers: int = Field(default=2, ge=0)
+    log_every: int = Field(default=10, ge=1)
+    wise_alpha: float | None = Field(
+        default=None, ge=0, le=1, description="WiSE-FT mixing weight of the finetuned"
+    )
+    deterministic: bool = Field(
+        default=False, description="torch.use_deterministic_algorithms during the run"
+    )
     augment: AugmentConfig = AugmentConfig()
 
     @model_validator(mode="after")
@@ -356,7 +366,7 @@ def _atomic_save(obj: Any, path: Path) -> None:
 
 
 def _rng_states(device: torch.device) -> dict[str, Any]:
-    np_state = np.random.get_state()
+    np_state: tuple[Any, ...] = tuple(np.random.get_state(legacy=True))
     return {
         "python": random.getstate(),
         "numpy": (np_state[0], torch.from_numpy(np_state[1].copy()), *np_state[2:]),

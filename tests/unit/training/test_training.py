@@ -23,7 +23,7 @@ from tools.training import (
     wise_ft,
 )
 
-BASE = {"batch_size": 4, "lr": 1e-3, "warmup_steps": 1, "num_workers": 0, "log_every": 1}
+BASE: dict[str, Any] = {"batch_size": 4, "lr": 1e-3, "warmup_steps": 1, "num_workers": 0, "log_every": 1}
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +167,7 @@ def test_resume_refuses_changed_config_or_items(items: list[TrainItem], tmp_path
 def test_frozen_tower_stays_put_in_eval_mode(items: list[TrainItem], tmp_path: Path, tower: str) -> None:
     start, *_ = tiny_model(seed=0)
     modes: list[tuple[bool, bool]] = []
-    holder: dict[str, torch.nn.Module] = {}
+    holder: dict[str, Any] = {}
 
     config = TrainConfig(**{**BASE, "max_steps": 2, "freeze": tower})
     model, _, pre_val, tokenizer = tiny_model(seed=0)
