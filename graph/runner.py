@@ -1,0 +1,217 @@
+"""Run requests through the agent graph, durably: a SQLite checkpointer, one thread id per conversation.
+
+``AgentRunner.run(request, thread_id=...)`` starts a request, or, when the thread has one that did not
+finish (the process died, or it waits for approval), continues it from its last completed step. Each
+node's update is written before the next node starts (``durability="sync"``), so a run killed at any
+moment loses at most the step it was in, and that step restarts from the work it had committed (jobs
+that resume themselves: ingestion, captioning, training checkpoints, indexing).
+
+    with sqlite_checkpointer(default_checkpoint_path(home)) as saver:
+        runner = AgentRunner(deps, checkpointer=saver, router=router)
+        outcome = runner.run("ingest ./tiles, train a model and find beaches", thread_id="t-1")
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from langgraph.checkpoint.sqlite import SqliteSaver
+from langgraph.types import Command
+from pydantic import BaseModel, Field
+
+from agents.deps import AgentDeps
+from graph.builder import build_graph
+from prompts.agents import ANSWER_AWAITING
+
+if TYPE_CHECKING:
+    from langchain_core.language_models import BaseChatModel
+    from langgraph.checkpoint.base import BaseCheckpointSaver
+
+    from agents.router import IntentRouter
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FILE = "agent_checkpoints.sqlite"
+#: supervisor + agent per step: a plan of 100 steps fits
+RECURSION_LIMIT = 500
+
+
+def default_checkpoint_path(home: Path) -> Path:
+    """Where the graph's checkpoints live inside SKYSCOUT_HOME."""
+    return Path(home) / CHECKPOINT_FILE
+
+
+@contextmanager
+def sqlite_checkpointer(path: Path) -> Iterator[SqliteSaver]:
+    """A ``SqliteSaver`` on ``path`` (created with its tables if missing), closed on exit."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        saver = SqliteSaver(conn)
+        saver.setup()
+        yield saver
+    finally:
+        conn.close()
+
+
+def new_thread_id() -> str:
+    return f"t-{uuid.uuid4().hex[:12]}"
+
+
+class RunOutcome(BaseModel):
+    """How a run ended and what it produced (``to_dict`` is the ``--json`` document)."""
+
+    thread_id: str
+    status: Literal["done", "awaiting_approval", "failed"]
+    resumed: bool = False
+    request: str = ""
+    answer: str | None = None
+    interpretation: dict[str, Any] | None = None
+    plan: list[dict[str, Any]] = Field(default_factory=list)
+    results: list[dict[str, Any]] = Field(default_factory=list)
+    decisions: list[dict[str, Any]] = Field(default_factory=list)
+    errors: list[str] = Field(default_factory=list)
+    approval: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump()
+
+
+_NOTHING = object()
+
+
+class AgentRunner:
+    """The compiled agent graph plus the logic to start, resume and approve runs by thread id."""
+
+    def __init__(
+        self,
+        deps: AgentDeps,
+        *,
+        checkpointer: BaseCheckpointSaver[Any],
+        llm: BaseChatModel | None = None,
+        router: IntentRouter | Callable[[], IntentRouter] | None = None,
+    ) -> None:
+        self.deps = deps
+        self.graph = build_graph(deps, llm=llm, router=router).compile(checkpointer=checkpointer)
+
+    @staticmethod
+    def config(thread_id: str) -> dict[str, Any]:
+        return {"configurable": {"thread_id": thread_id}, "recursion_limit": RECURSION_LIMIT}
+
+    def pending(self, thread_id: str) -> dict[str, Any] | None:
+        """The unfinished request of a thread (``request``, ``next`` nodes, ``approval``), or None."""
+        snap = self.graph.get_state(self.config(thread_id))
+        if not snap.next:
+            return None
+        approval = snap.interrupts[0].value if snap.interrupts else None
+        return {"request": snap.values.get("request"), "next": list(snap.next), "approval": approval}
+
+    def _input(
+        self,
+        request: str | None,
+        thread_id: str,
+        approve: bool | None,
+        intents: Sequence[dict[str, Any]] | None,
+    ) -> tuple[Any, bool]:
+        pending = self.pending(thread_id)
+        if pending is not None:
+            if request is not None and request != pending["request"]:
+                raise ValueError(
+                    f"thread {thread_id} has an unfinished request ({pending['request']!r}); "
+                    f"continue it with `skyscout ask --thread {thread_id}` (no request), or use a new thread"
+                )
+            if pending["approval"] is not None:
+                if approve is None:
+                    return _NOTHING, True
+                return Command(resume={"approved": approve}), True
+            return None, True  # None: continue from the last checkpoint
+        if approve is not None:
+            raise ValueError(f"nothing on thread {thread_id} is waiting for approval")
+        if request is None:
+            raise ValueError(f"thread {thread_id} has no unfinished request to continue; give a request")
+        payload: dict[str, Any] = {"request": request, "thread_id": thread_id}
+        if intents is not None:
+            payload["intents"] = [dict(i) for i in intents]
+        return payload, False
+
+    def stream(
+        self,
+        request: str | None,
+        *,
+        thread_id: str,
+        approve: bool | None = None,
+        intents: Sequence[dict[str, Any]] | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """The graph's updates, node by node (``{"node": {...update...}}``), as the run goes."""
+        payload, _ = self._input(request, thread_id, approve, intents)
+        if payload is _NOTHING:
+            return
+        yield from self.graph.stream(
+            payload, self.config(thread_id), stream_mode="updates", durability="sync"
+        )
+
+    def run(
+        self,
+        request: str | None,
+        *,
+        thread_id: str | None = None,
+        approve: bool | None = None,
+        intents: Sequence[dict[str, Any]] | None = None,
+        on_update: Callable[[dict[str, Any]], None] | None = None,
+    ) -> RunOutcome:
+        """Start ``request`` on ``thread_id`` (None: a new thread), or continue the thread's unfinished one.
+
+        ``approve`` answers a pending approval (True / False). A run that raises is reported as ``failed``
+        with the error; its finished steps stay checkpointed, and running the thread again continues it.
+        """
+        thread_id = thread_id or new_thread_id()
+        payload, resumed = self._input(request, thread_id, approve, intents)
+        error: str | None = None
+        if payload is not _NOTHING:
+            try:
+                for update in self.graph.stream(
+                    payload, self.config(thread_id), stream_mode="updates", durability="sync"
+                ):
+                    if on_update is not None:
+                        on_update(update)
+            except Exception as exc:  # noqa: BLE001 - reported to the caller; the thread can be continued
+                log.exception("run on thread %s failed", thread_id)
+                error = f"{type(exc).__name__}: {exc}"
+        return self.outcome(thread_id, resumed=resumed, error=error)
+
+    def outcome(self, thread_id: str, *, resumed: bool = False, error: str | None = None) -> RunOutcome:
+        """The thread's current state as a :class:`RunOutcome`."""
+        snap = self.graph.get_state(self.config(thread_id))
+        values = dict(snap.values or {})
+        fields = {k: values.get(k) or [] for k in ("plan", "results", "decisions", "errors")}
+        common = dict(
+            thread_id=thread_id,
+            resumed=resumed,
+            request=values.get("request", ""),
+            interpretation=values.get("interpretation"),
+            **fields,
+        )
+        if error is not None:
+            return RunOutcome(
+                status="failed",
+                answer=f"error: {error}; continue with `skyscout ask --thread {thread_id}`",
+                **{**common, "errors": [*fields["errors"], error]},
+            )
+        if snap.interrupts:
+            approval = dict(snap.interrupts[0].value)
+            answer = ANSWER_AWAITING.format(
+                action=approval.get("action"), reason=approval.get("reason"), thread_id=thread_id
+            )
+            return RunOutcome(status="awaiting_approval", answer=answer, approval=approval, **common)
+        return RunOutcome(status="done", answer=values.get("answer"), **common)
+
+
+__all__ = ["AgentRunner", "RunOutcome", "default_checkpoint_path", "new_thread_id", "sqlite_checkpointer"]

@@ -1,0 +1,69 @@
+"""Test helpers shared by the graph and agent tests: real image tiles on disk and real agent dependencies."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from agents.deps import AgentDeps
+from agents.planner import PlannerPolicy
+from tools.catalog import Catalog
+from tools.paths import resolve_roots
+from tools.stores.factory import index_registry
+from tools.training import TrainConfig
+
+SHARED_DATA = Path(__file__).resolve().parents[4] / "shared" / "data"
+_COLOURS = [(200, 180, 120), (30, 120, 40), (40, 70, 160), (150, 150, 150), (120, 60, 30), (220, 220, 60)]
+
+
+def write_tiles(root: Path, counts: dict[str, int], *, size: int = 48, seed: int = 0) -> list[Path]:
+    """``counts[label]`` small RGB tiles in ``root/<label>/``: a colour per label plus noise (all distinct)."""
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i, (label, n) in enumerate(sorted(counts.items())):
+        (root / label).mkdir(parents=True, exist_ok=True)
+        base = np.array(_COLOURS[i % len(_COLOURS)], dtype=np.int16)
+        for j in range(n):
+            noise = rng.integers(-40, 40, (size, size, 3))
+            pixels = np.clip(base + noise, 0, 255).astype(np.uint8)
+            path = root / label / f"{label}_{j:03d}.png"
+            Image.fromarray(pixels).save(path)
+            paths.append(path)
+    return paths
+
+
+def write_manifest(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def ucm_subset(dst: Path, *, classes: Sequence[str], per_class: int, source: str = "train.jsonl") -> Path:
+    """A manifest of the first ``per_class`` UC Merced images of each class, with absolute image paths."""
+    base = SHARED_DATA / "ucm_captions"
+    rows, seen = [], dict.fromkeys(classes, 0)
+    for line in (base / source).read_text().splitlines():
+        row = json.loads(line)
+        if row["label"] in seen and seen[row["label"]] < per_class:
+            seen[row["label"]] += 1
+            rows.append({**row, "image": str(base / row["image"]), "split": "train"})
+    return write_manifest(dst, rows)
+
+
+def make_deps(home: Path, roots: Sequence[Path], *, policy: PlannerPolicy | None = None,
+              train: TrainConfig | None = None, **kwargs: Any) -> AgentDeps:
+    """Real dependencies in ``home``: a catalog, a LanceDB registry, CPU, tiny training defaults."""
+    return AgentDeps(
+        catalog=Catalog(home / "catalog.db"), allowed_roots=resolve_roots([str(r) for r in roots]),
+        models_dir=home / "models", cache_dir=home / "cache",
+        open_registry=lambda kind: index_registry(kind, path=home / "indexes"),  # type: ignore[arg-type]
+        device="cpu", policy=policy or PlannerPolicy(),
+        train_defaults=train or TrainConfig(epochs=1, batch_size=8, max_steps=2, checkpoint_every=1, num_workers=0,
+                                            lr=5e-4, log_every=1),
+        **kwargs,
+    )
