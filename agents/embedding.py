@@ -118,7 +118,7 @@ def build_index(deps: AgentDeps, args: IndexArgs) -> ToolOutput:
         note = f"; not activated: {key} is not the active model"
     else:
         note = "; not activated: the index is incomplete"
-    return ToolOutput(SUMMARIES["build_index"].format(**data, activated=note), data)
+    return ToolOutput(SUMMARIES["build_index"].format(**data, note=note), data)
 
 
 def index_status(deps: AgentDeps, args: IndexStatusArgs) -> ToolOutput:

@@ -81,7 +81,7 @@ SUMMARIES: Final[dict[str, str]] = {
     "final loss {final_loss:.4f}, {train_images} training images{resumed} (job {job_id}).",
     "evaluate_model": "Evaluated {model} on {dataset_id}/{split}: {metrics}{comparison}{guard}.",
     "build_index": "Index {index} for model {model}: {count} vectors ({embedded} embedded now, "
-    "{skipped_existing} already there, {failed} failed), {state}{activated} (job {job_id}).",
+    "{skipped_existing} already there, {failed} failed), {state}{note} (job {job_id}).",
     "index_status": "Active index: {active}. Indexes: {indexes}.",
     "drop_index": "Dropped index {index}.",
     "search_images": "Top {n} for {described} in {index}:{hits}",

@@ -1,0 +1,230 @@
+"""Agent commands: ask (a request in plain words, through the agent graph), improve (one planner round),
+decisions (the planner's decision log).
+
+``skyscout ask "ingest ./tiles, train a model and find beaches"`` runs the request durably on a thread (its
+id is printed); ``--thread ID`` continues an unfinished run or answers an approval (``--approve`` /
+``--reject``). ``--dry-run --json`` prints how the request is understood without running it; with ``-``
+as the request it reads one request a line from stdin and prints one JSON object a line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+
+from service.context import AppContext
+from service.output import print_json, table
+
+if TYPE_CHECKING:
+    from langchain_core.language_models import BaseChatModel
+
+    from agents.deps import AgentDeps
+
+
+def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("ask", parents=[common], help="run a request in plain words through the agents")
+    p.add_argument("request", nargs="?",
+                   help="what to do, e.g. \"ingest ./tiles, train a model and find beaches\"; '-' reads one "
+                        "request a line from stdin (with --dry-run)")
+    p.add_argument("--thread", help="the run's thread id: continue an unfinished run, or answer an approval")
+    p.add_argument("--dry-run", action="store_true", help="print how the request is understood; run nothing")
+    answer = p.add_mutually_exclusive_group()
+    answer.add_argument("--approve", action="store_true", help="approve the step the thread waits for")
+    answer.add_argument("--reject", action="store_true", help="decline the step the thread waits for")
+    p.set_defaults(handler=cmd_ask)
+
+    p = sub.add_parser("improve", parents=[common], help="run one planner improvement round")
+    p.add_argument("--once", action="store_true", help="one round, then exit (the only mode for now)")
+    p.add_argument("--dry-run", action="store_true", help="show what the planner would decide; change nothing")
+    p.add_argument("--thread", help="thread id for the round (default: a new one)")
+    p.set_defaults(handler=cmd_improve)
+
+    p = sub.add_parser("decisions", parents=[common], help="the planner's decision log, newest first")
+    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--action", help="only decisions of this action (e.g. retrain, promote, reindex)")
+    p.set_defaults(handler=cmd_decisions)
+
+
+# -- wiring (AppContext builds these once they exist there; the fallbacks read the same settings) ----------
+
+
+def agent_deps(ctx: AppContext) -> AgentDeps:
+    """The agents' dependencies: ``AppContext.agent_deps()`` when it exists, else built from the settings."""
+    factory = getattr(ctx, "agent_deps", None)
+    if callable(factory):
+        return factory()  # type: ignore[no-any-return]
+    from agents.deps import AgentDeps
+    from tools.stores.factory import index_registry
+
+    s = ctx.settings
+    indexes_dir = s.indexes_dir
+    return AgentDeps(
+        catalog=ctx.catalog, allowed_roots=s.roots, models_dir=s.models_dir, cache_dir=s.cache_dir,
+        open_registry=lambda kind: index_registry(kind, path=indexes_dir),  # type: ignore[arg-type]
+        device=s.device, captioner=s.captioner, workers=s.workers,
+    )
+
+
+def chat_model(ctx: AppContext) -> BaseChatModel | None:
+    """The configured chat model (``AppContext.chat_model()``, or SKYSCOUT_LLM[_BASE_URL/_API_KEY]); None offline."""
+    factory = getattr(ctx, "chat_model", None)
+    if callable(factory):
+        return factory()  # type: ignore[no-any-return]
+    from agents.llm import create_chat_model
+
+    s = ctx.settings
+    spec = getattr(s, "llm", None) or os.environ.get("SKYSCOUT_LLM")
+    base_url = getattr(s, "llm_base_url", None) or os.environ.get("SKYSCOUT_LLM_BASE_URL")
+    api_key = getattr(s, "llm_api_key", None) or os.environ.get("SKYSCOUT_LLM_API_KEY")
+    return create_chat_model(spec, base_url=base_url, api_key=api_key)
+
+
+def _checkpoint_path(ctx: AppContext) -> Any:
+    from graph.runner import default_checkpoint_path
+
+    return default_checkpoint_path(ctx.settings.home)
+
+
+# -- ask --------------------------------------------------------------------------------------------
+
+
+def _dry_run(args: argparse.Namespace, llm: BaseChatModel | None) -> int:
+    from agents.planner import PlannerPolicy, interpret
+    from agents.router import default_router
+
+    router = None if llm is not None else default_router()  # loaded once for every line
+    policy = PlannerPolicy()
+
+    def reading(text: str) -> dict[str, Any]:
+        return interpret(text, router=router, llm=llm, policy=policy).summary()
+
+    if args.request == "-":
+        for line in sys.stdin:
+            if line.strip():
+                doc = reading(line.strip())
+                if args.json:
+                    sys.stdout.write(json.dumps(doc, default=str, ensure_ascii=False) + "\n")
+                else:
+                    print(f"{line.strip()}\n  -> {_plan_line(doc)}")
+                sys.stdout.flush()
+        return 0
+    doc = reading(args.request)
+    if args.json:
+        print_json(doc)
+        return 0
+    print(f"intent: {doc['intent']}  args: {json.dumps(doc['args'])}")
+    print(f"plan: {_plan_line(doc)}")
+    if doc.get("message"):
+        print(doc["message"])
+    for step in doc["steps"]:
+        print(f"  {step['id']} {step['agent']}/{step['action']} {json.dumps(step['args'])}  ({step['reason']})")
+    return 0
+
+
+def _plan_line(doc: dict[str, Any]) -> str:
+    return " -> ".join(f"{s['intent']} {json.dumps(s.get('args') or {})}" for s in doc["plan"])
+
+
+def _printer(enabled: bool) -> Any:
+    def show(update: dict[str, Any]) -> None:
+        if not enabled:
+            return
+        for node, change in update.items():
+            if not isinstance(change, dict):
+                continue
+            for result in change.get("results", [])[-1:] if node != "supervisor" else []:
+                print(f"[{result['step']} {result['agent']}/{result['action']}] {result['status']}: "
+                      f"{result['summary'].splitlines()[0]}", file=sys.stderr, flush=True)
+
+    return show
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    ctx = AppContext()
+    llm = chat_model(ctx)
+    if args.dry_run:
+        if not args.request:
+            raise ValueError("give the request to interpret (or '-' to read one a line from stdin)")
+        return _dry_run(args, llm)
+    if args.request == "-":
+        raise ValueError("'-' (requests from stdin) works with --dry-run only; give the request as an argument")
+    if not args.request and not args.thread:
+        raise ValueError("give a request, e.g. skyscout ask \"find beaches\", or --thread ID to continue a run")
+    from graph.runner import AgentRunner, sqlite_checkpointer
+
+    approve = True if args.approve else False if args.reject else None
+    deps = agent_deps(ctx)
+    deps.progress = False
+    with sqlite_checkpointer(_checkpoint_path(ctx)) as saver:
+        runner = AgentRunner(deps, checkpointer=saver, llm=llm, router=_lazy_router)
+        outcome = runner.run(args.request, thread_id=args.thread, approve=approve,
+                             on_update=_printer(not (args.json or args.no_progress)))
+    if args.json:
+        print_json(outcome.to_dict())
+    else:
+        print(outcome.answer or "")
+        print(f"\nthread: {outcome.thread_id} ({outcome.status})")
+    return 1 if outcome.status == "failed" else 0
+
+
+def _lazy_router() -> Any:
+    from agents.router import default_router
+
+    return default_router()
+
+
+# -- improve ----------------------------------------------------------------------------------------
+
+
+def cmd_improve(args: argparse.Namespace) -> int:
+    ctx = AppContext()
+    llm = chat_model(ctx)
+    deps = agent_deps(ctx)
+    deps.progress = False
+    if args.dry_run:
+        from agents.planner import run_improvement_round
+
+        proposals = run_improvement_round(deps, llm=llm, dry_run=True)
+        if args.json:
+            print_json({"dry_run": True, "decisions": [d.model_dump() for d in proposals]})
+        else:
+            for d in proposals:
+                print(f"{d.action}: {d.reason}")
+        return 0
+    from graph.runner import AgentRunner, sqlite_checkpointer
+
+    with sqlite_checkpointer(_checkpoint_path(ctx)) as saver:
+        runner = AgentRunner(deps, checkpointer=saver, llm=llm, router=_lazy_router)
+        outcome = runner.run("improvement round", thread_id=args.thread, intents=[{"intent": "improve"}],
+                             on_update=_printer(not (args.json or args.no_progress)))
+    ids = [d["id"] for d in outcome.decisions if d.get("id") is not None]
+    records = [d for d in deps.catalog.decisions(limit=max(50, 2 * len(ids))) if d["id"] in set(ids)]
+    records.sort(key=lambda d: d["id"])
+    if args.json:
+        print_json({**outcome.to_dict(), "decisions": records})
+    else:
+        print(outcome.answer or "")
+        print(f"\nthread: {outcome.thread_id} ({outcome.status})")
+    return 1 if outcome.status == "failed" else 0
+
+
+# -- decisions --------------------------------------------------------------------------------------
+
+
+def cmd_decisions(args: argparse.Namespace) -> int:
+    ctx = AppContext()
+    rows = ctx.catalog.decisions(limit=args.limit, action=args.action)
+    if args.json:
+        print_json(rows)
+        return 0
+    if not rows:
+        print("no decisions recorded yet")
+        return 0
+    print(table([(d["id"], time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(d["created_at"])), d["actor"],
+                  d["action"], d["reason"], d["outcome"]) for d in rows],
+                ["id", "when", "actor", "action", "reason", "outcome"]))
+    return 0
