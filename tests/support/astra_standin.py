@@ -327,7 +327,7 @@ class DataAPIStandIn:
         if self._server is None:
             raise RuntimeError("the Data API stand-in is not running: call start() first")
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host.decode() if isinstance(host, bytes) else host}:{port}"
 
     def start(self) -> str:
         standin = self
@@ -444,7 +444,7 @@ class DataAPIStandIn:
             ]
             return {"status": {"collections": items}}
         if command == "deleteCollection":
-            colls.pop(args.get("name"), None)
+            colls.pop(str(args.get("name")), None)
             return {"status": {"ok": 1}}
         raise APIError("COMMAND_UNKNOWN", f"Provided command unknown: '{command}' (keyspace command)")
 
@@ -769,9 +769,9 @@ class DataAPIStandIn:
             coll, {**replacement, **({"_id": new_id} if new_id is not None else {})}
         )
         self._store(coll, doc, vector)
-        shown = self._render(coll, doc, projection, None) if return_after else None
+        upserted = self._render(coll, doc, projection, None) if return_after else None
         return {
-            "data": {"document": shown},
+            "data": {"document": upserted},
             "status": {"matchedCount": 0, "modifiedCount": 0, "upsertedId": doc["_id"]},
         }
 

@@ -66,6 +66,16 @@ MAX_IN_VALUES = 100
 #: countDocuments counts at most this many; beyond it the store counts by paging ids (slow, exact).
 MAX_SERVER_COUNT = 1000
 CONTENT_FIELD = "content"
+#: Data API error codes (in HTTP 200 responses) that a retry can cure.
+_TRANSIENT_ERROR_CODES = frozenset(
+    {
+        "SERVER_TIMEOUT",
+        "SERVER_READ_FAILED",
+        "SERVER_UNAVAILABLE",
+        "SERVER_COORDINATOR_FAILURE",
+        "SERVER_NO_NODE_AVAILABLE",
+    }
+)
 _T = TypeVar("_T")
 
 
@@ -121,13 +131,19 @@ class AstraSettings:
 def _is_transient(exc: BaseException) -> bool:
     """Whether an error is worth retrying: timeouts, connection failures, HTTP 408/429/5xx."""
     import httpx
-    from astrapy.exceptions import DataAPIHttpException, DataAPITimeoutException
+    from astrapy.exceptions import DataAPIHttpException, DataAPIResponseException, DataAPITimeoutException
 
     if isinstance(exc, DataAPITimeoutException | httpx.TimeoutException | httpx.TransportError):
         return True
     if isinstance(exc, DataAPIHttpException | httpx.HTTPStatusError):
         status = exc.response.status_code if exc.response is not None else 0
         return status in (408, 429) or status >= 500
+    if isinstance(exc, DataAPIResponseException) and exc.error_descriptors:
+        # an HTTP 200 reporting a server-side failure (timeout, unavailable replica): worth another try
+        return all(
+            d.family == "SERVER" or (d.error_code or "") in _TRANSIENT_ERROR_CODES
+            for d in exc.error_descriptors
+        )
     return False
 
 
@@ -391,12 +407,17 @@ def _classify_insert_failures(
                 retry.add(doc_id)
             elif code == "DOCUMENT_ALREADY_EXISTS" and doc_id in by_id:
                 existing.append(by_id[doc_id])
-            elif err.get("family") == "SERVER" or code in ("SERVER_TIMEOUT", "SERVER_READ_FAILED"):
+            elif err.get("family") == "SERVER" or code in _TRANSIENT_ERROR_CODES:
                 retry.add(doc_id)
             else:
                 fatal.append(f"{code}: {err.get('message')} (_id {doc_id!r})")
         if not (raw.get("status") or {}).get("documentResponses") and errors:
-            fatal.extend(f"{e.get('errorCode')}: {e.get('message')}" for e in errors)
+            if all(
+                e.get("family") == "SERVER" or e.get("errorCode") in _TRANSIENT_ERROR_CODES for e in errors
+            ):
+                retry.update(i for i in by_id if i not in set(exc.inserted_ids))
+            else:
+                fatal.extend(f"{e.get('errorCode')}: {e.get('message')}" for e in errors)
     return existing, retry, fatal
 
 

@@ -88,7 +88,7 @@ def _scalar(value: Any, where: str) -> Scalar:
     if _is_number(value):
         if isinstance(value, float) and not math.isfinite(value):
             raise FilterError(f"{where}: {value} is not a finite number")
-        return value  # type: ignore[no-any-return]
+        return value
     if isinstance(value, list | tuple):
         raise FilterError(f"{where}: list literals are only allowed with $in / $nin")
     raise FilterError(
@@ -314,9 +314,9 @@ def _sql_cmp(node: Cmp, fields: Mapping[str, FieldType]) -> str:
         if isinstance(bound, bool):
             return f"({col} IS NOT NULL)" if bound else _SQL_FALSE
         return f"{col} {sym} {bound}"
-    literals = node.value if node.op in ("in", "nin") else (node.value,)
+    literals: tuple[Scalar, ...] = node.value if isinstance(node.value, tuple) else (node.value,)
     fitting: list[Scalar] = []
-    for lit in literals:  # type: ignore[union-attr]
+    for lit in literals:
         if not _literal_fits(ftype, lit):
             continue
         if ftype == "int" and isinstance(lit, float):

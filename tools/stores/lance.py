@@ -18,6 +18,7 @@ Rows added after the index was built are still found (LanceDB scans them flat) u
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -145,7 +146,8 @@ class LanceStore:
         self._ann_type = None
         for idx in self._table.list_indices():
             if _VECTOR in list(idx.columns):
-                self._ann_type = str(idx.index_type)
+                # LanceDB reports "IvfSq", "IvfHnswSq", ...: name them as build_ann_index does
+                self._ann_type = re.sub(r"(?<!^)(?=[A-Z])", "_", str(idx.index_type)).upper()
 
     @property
     def ann_index_type(self) -> str | None:

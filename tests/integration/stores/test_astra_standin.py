@@ -47,7 +47,9 @@ def test_insert_many_limit_and_duplicates(coll: Any) -> None:
     with pytest.raises(CollectionInsertManyException) as err:
         coll.insert_many([{"_id": "a"}, {"_id": "c"}], ordered=False)
     assert err.value.inserted_ids == ["c"]
-    assert err.value.exceptions[0].error_descriptors[0].error_code == "DOCUMENT_ALREADY_EXISTS"
+    cause = err.value.exceptions[0]
+    assert isinstance(cause, DataAPIResponseException)
+    assert cause.error_descriptors[0].error_code == "DOCUMENT_ALREADY_EXISTS"
     with pytest.raises(CollectionInsertManyException) as err:
         coll.insert_many([{"_id": "b"}, {"_id": "d"}], ordered=True)
     assert err.value.inserted_ids == []  # ordered: stops at the first failure
@@ -133,8 +135,8 @@ def test_collection_admin(standin: DataAPIStandIn) -> None:
         db.create_collection(name, definition={"vector": {"dimension": 9, "metric": "dot_product"}})
     with pytest.raises(DataAPIResponseException, match="too big"):
         db.create_collection(name + "x", definition={"vector": {"dimension": 4097}})
-    desc = {d.name: d for d in db.list_collections()}[name]
-    assert desc.definition.vector.dimension == 8 and desc.definition.vector.metric == "dot_product"
+    vector = {d.name: d for d in db.list_collections()}[name].definition.vector
+    assert vector is not None and vector.dimension == 8 and vector.metric == "dot_product"
     db.drop_collection(name)
     assert name not in db.list_collection_names()
     with pytest.raises(DataAPIResponseException, match="COLLECTION_NOT_EXIST"):

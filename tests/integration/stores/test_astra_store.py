@@ -65,6 +65,13 @@ def test_transient_failures_are_retried(astra: AstraStore, standin: DataAPIStand
     assert n_docs(standin, "insertMany", astra.name) == [30, 30, 30]  # two 503s, then success
     assert astra.count() == 30
     assert len(astra.search(unit_vectors(1)[0], k=5)) == 5
+    # a server-side failure reported in an HTTP 200 answer is retried too
+    standin.fail_next(1, status=200, commands=("insertMany",))
+    standin.fail_next(1, status=200, commands=("find",))
+    more = [image_id(i) for i in range(30, 40)]
+    assert astra.upsert(more, unit_vectors(10, seed=2), [{} for _ in more]) == 10
+    assert len(astra.search(unit_vectors(1)[0], k=5)) == 5
+    assert astra.count() == 40
 
 
 def test_permanent_failures_are_raised(astra: AstraStore, standin: DataAPIStandIn) -> None:

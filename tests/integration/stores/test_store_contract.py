@@ -15,7 +15,7 @@ import pytest
 
 from tests.integration.stores.conftest import DIM, deterministic_text_encoder, image_id, unit_vectors
 from tools.stores import DimensionMismatchError, IndexNotFoundError, bbox_filter, matches
-from tools.stores.base import IndexRegistry
+from tools.stores.base import IndexRegistry, VectorStore
 from tools.stores.langchain_adapter import SkyScoutVectorStore, TextEncoderEmbeddings, as_langchain
 
 LABELS = ["beach", "forest", "harbor", 'it\'s a "quote"', "vineyard"]
@@ -54,6 +54,7 @@ def filled(store: Any) -> tuple[Any, list[str], np.ndarray, list[dict[str, Any]]
 
 def test_upsert_count_and_idempotence(filled: Any) -> None:
     store, ids, vectors, metas = filled
+    assert isinstance(store, VectorStore)
     assert store.count() == len(ids)
     assert store.ids() == set(ids)
     # the same ids again (a re-run of the indexing job): replaced, never duplicated
@@ -220,6 +221,7 @@ def test_rejects_invalid_input(store: Any) -> None:
 
 
 def test_registry_open_list_drop(registry: IndexRegistry, new_name: Callable[[], str]) -> None:
+    assert isinstance(registry, IndexRegistry)
     name = new_name()
     with pytest.raises(IndexNotFoundError):
         registry.open(name, DIM, create=False)
