@@ -68,6 +68,8 @@ def index_state(catalog: Catalog, store_kind: str) -> dict[str, Any]:
         )
     if complete and missing:
         reasons.append(f"{missing} accepted images are not in index {wanted}")
+    if images == 0:
+        reasons = []  # nothing to index yet
     return {
         "model": active,
         "index": wanted,

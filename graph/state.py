@@ -8,7 +8,9 @@ thread starts from a clean plan.
 
 from __future__ import annotations
 
-from typing import Any, NotRequired, TypedDict
+from typing import Any, NotRequired
+
+from typing_extensions import TypedDict
 
 from agents.deps import Step, StepResult
 

@@ -39,7 +39,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
     p = sub.add_parser("improve", parents=[common], help="run one planner improvement round")
     p.add_argument("--once", action="store_true", help="one round, then exit (the only mode for now)")
-    p.add_argument("--dry-run", action="store_true", help="show what the planner would decide; change nothing")
+    p.add_argument("--dry-run", action="store_true", help="show the decisions; act on nothing")
     p.add_argument("--thread", help="thread id for the round (default: a new one)")
     p.set_defaults(handler=cmd_improve)
 
@@ -70,7 +70,7 @@ def agent_deps(ctx: AppContext) -> AgentDeps:
 
 
 def chat_model(ctx: AppContext) -> BaseChatModel | None:
-    """The configured chat model (``AppContext.chat_model()``, or SKYSCOUT_LLM[_BASE_URL/_API_KEY]); None offline."""
+    """The chat model (``AppContext.chat_model()``, else SKYSCOUT_LLM[_BASE_URL|_API_KEY]); None offline."""
     factory = getattr(ctx, "chat_model", None)
     if callable(factory):
         return factory()  # type: ignore[no-any-return]
@@ -121,7 +121,8 @@ def _dry_run(args: argparse.Namespace, llm: BaseChatModel | None) -> int:
     if doc.get("message"):
         print(doc["message"])
     for step in doc["steps"]:
-        print(f"  {step['id']} {step['agent']}/{step['action']} {json.dumps(step['args'])}  ({step['reason']})")
+        args_text = json.dumps(step["args"])
+        print(f"  {step['id']} {step['agent']}/{step['action']} {args_text}  ({step['reason']})")
     return 0
 
 
@@ -151,9 +152,9 @@ def cmd_ask(args: argparse.Namespace) -> int:
             raise ValueError("give the request to interpret (or '-' to read one a line from stdin)")
         return _dry_run(args, llm)
     if args.request == "-":
-        raise ValueError("'-' (requests from stdin) works with --dry-run only; give the request as an argument")
+        raise ValueError("'-' (requests from stdin) needs --dry-run; give the request as an argument")
     if not args.request and not args.thread:
-        raise ValueError("give a request, e.g. skyscout ask \"find beaches\", or --thread ID to continue a run")
+        raise ValueError("give a request (e.g. skyscout ask \"find beaches\") or --thread ID to continue")
     from graph.runner import AgentRunner, sqlite_checkpointer
 
     approve = True if args.approve else False if args.reject else None

@@ -1,0 +1,130 @@
+"""The agent graph offline (no LLM): multi-step plans, supervision, approvals, threads, the state's contents.
+
+Requests are given as ready intents (the router has its own tests), so nothing here loads a model.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.graph import StateGraph
+
+from agents.deps import AgentDeps
+from agents.planner import PlannerPolicy
+from graph.builder import build_graph
+from graph.runner import AgentRunner, sqlite_checkpointer
+from tests.unit.graph.support import make_deps, write_tiles
+
+
+@pytest.fixture
+def deps(tmp_path: Path) -> AgentDeps:
+    write_tiles(tmp_path / "tiles", {"beach": 6, "forest": 6})
+    return make_deps(tmp_path / "home", [tmp_path])
+
+
+@pytest.fixture
+def runner(deps: AgentDeps, tmp_path: Path) -> Iterator[AgentRunner]:
+    with sqlite_checkpointer(tmp_path / "home" / "checkpoints.sqlite") as saver:
+        yield AgentRunner(deps, checkpointer=saver)
+
+
+def ingest_and_caption(deps: AgentDeps) -> list[dict[str, Any]]:
+    return [{"intent": "ingest", "args": {"path": str(deps.allowed_roots[0] / "tiles")}},
+            {"intent": "caption", "args": {"captioner": "template"}}]
+
+
+def test_build_graph_returns_an_uncompiled_graph(deps: AgentDeps) -> None:
+    graph = build_graph(deps, router=lambda: pytest.fail("the router is built only when a request needs it"))
+
+    assert isinstance(graph, StateGraph)
+    assert {"interpret", "supervisor", "approve", "data", "caption", "training", "embedding", "query",
+            "planner", "finish"} <= set(graph.nodes)
+    app = graph.compile(checkpointer=InMemorySaver())
+    assert set(app.get_input_jsonschema()["properties"]) == {"request", "thread_id", "intents"}
+    assert "answer" in app.get_output_jsonschema()["properties"]
+
+
+def test_multi_step_plan_runs_each_agent_and_explains_each_step(runner: AgentRunner, deps: AgentDeps) -> None:
+    intents = [*ingest_and_caption(deps), {"intent": "status"}, {"intent": "explain"}]
+
+    outcome = runner.run("ingest the tiles, caption them, then tell me where we stand", thread_id="t1",
+                         intents=intents)
+
+    assert outcome.status == "done" and outcome.errors == []
+    assert [(r["agent"], r["action"], r["status"]) for r in outcome.results] == [
+        ("data", "ingest_images", "ok"), ("caption", "caption_images", "ok"), ("planner", "status", "ok"),
+        ("planner", "explain", "ok")]
+    assert deps.catalog.count_images() == 12 and deps.catalog.count_uncaptioned() == 0
+    logged = deps.catalog.decisions()
+    assert [d["action"] for d in logged] == ["caption", "ingest"]
+    assert all(d["outcome"].startswith("ok: ") and d["actor"] == "user" for d in logged)
+    assert "12 added" in outcome.answer and "Decisions:" in outcome.answer
+    assert "no complete lancedb index" in outcome.results[2]["summary"]
+    # the state holds ids, paths, counts and texts: small, JSON-able, no vectors
+    state = runner.graph.get_state(runner.config("t1")).values
+    text = json.dumps(state)
+    assert len(text) < 30_000
+
+
+def test_steps_that_cannot_run_say_why(runner: AgentRunner) -> None:
+    intents = [{"intent": "ingest", "args": {}}, {"intent": "search", "args": {"k": 3}},
+               {"intent": "unknown", "args": {}}]
+
+    outcome = runner.run("ingest, search, blah", thread_id="t2", intents=intents)
+
+    assert [r["status"] for r in outcome.results] == ["failed", "failed", "failed"]
+    assert "say which folder or manifest to ingest" in outcome.results[0]["summary"]
+    assert "say what to look for" in outcome.results[1]["summary"]
+    assert len(outcome.errors) == 3
+
+
+def test_declined_training_skips_the_steps_that_need_it(deps: AgentDeps, tmp_path: Path) -> None:
+    deps.policy = PlannerPolicy(require_approval=True)
+    with sqlite_checkpointer(tmp_path / "home" / "checkpoints.sqlite") as saver:
+        runner = AgentRunner(deps, checkpointer=saver)
+        waiting = runner.run("ingest, caption and train", thread_id="t3",
+                             intents=[*ingest_and_caption(deps), {"intent": "train"}])
+
+        assert waiting.status == "awaiting_approval"
+        assert waiting.approval["action"] == "train_candidate"
+        assert "requires approval" in waiting.approval["reason"] and "--thread t3 --approve" in waiting.answer
+        with pytest.raises(ValueError, match="unfinished request"):
+            runner.run("something else", thread_id="t3")
+
+        done = runner.run(None, thread_id="t3", approve=False)
+
+    assert done.status == "done" and done.resumed
+    statuses = {r["action"]: r["status"] for r in done.results}
+    assert statuses == {"ingest_images": "ok", "caption_images": "ok", "create_dataset_version": "ok",
+                        "train_candidate": "skipped", "evaluate_model": "skipped", "promote": "skipped",
+                        "build_index": "skipped"}
+    assert deps.catalog.list_jobs(kind="train") == []
+    assert deps.catalog.decisions(action="declined")[0]["actor"] == "user"
+    assert deps.catalog.decisions(action="train")[0]["outcome"] == "skipped: declined"
+
+
+def test_approved_step_runs(deps: AgentDeps, runner: AgentRunner) -> None:
+    deps.policy = PlannerPolicy(require_approval=True, approval_actions=["caption_images"])
+
+    waiting = runner.run("ingest and caption", thread_id="t4", intents=ingest_and_caption(deps))
+    assert waiting.status == "awaiting_approval" and deps.catalog.count_uncaptioned() == 12
+
+    done = runner.run(None, thread_id="t4", approve=True)
+
+    assert done.status == "done" and deps.catalog.count_uncaptioned() == 0
+    assert [d["action"] for d in done.decisions] == ["ingest", "caption", "approved"]
+
+
+def test_a_new_request_on_a_finished_thread_starts_clean(deps: AgentDeps, runner: AgentRunner) -> None:
+    runner.run("ingest and caption", thread_id="t5", intents=ingest_and_caption(deps))
+
+    second = runner.run("status", thread_id="t5", intents=[{"intent": "status"}])
+
+    assert [r["action"] for r in second.results] == ["status"] and second.decisions == []
+    with pytest.raises(ValueError, match="no unfinished request"):
+        runner.run(None, thread_id="t5")

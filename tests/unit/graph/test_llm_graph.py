@@ -1,0 +1,108 @@
+"""The agent graph with a language model, where the LLM's replies are the only thing faked.
+
+A scripted chat model answers in order: the planner's structured plan (a tool call named ``RequestPlan``),
+then, for each agent, its tool calls and its final sentence. The graph, the tool-calling loop, the tools,
+the catalog and the checkpointer are the real ones.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+from langchain_core.messages import HumanMessage, ToolMessage
+from langgraph.checkpoint.memory import InMemorySaver
+
+from agents.deps import AgentDeps
+from graph.runner import AgentRunner
+from tests.unit.graph.support import ScriptedChatModel, calls, make_deps, says, scripted, write_tiles
+
+
+@pytest.fixture
+def deps(tmp_path: Path) -> AgentDeps:
+    write_tiles(tmp_path / "tiles", {"beach": 5, "forest": 5})
+    return make_deps(tmp_path / "home", [tmp_path])
+
+
+def plan(*steps: dict[str, object], reason: str = "the user asked for these steps") -> object:
+    return calls(("RequestPlan", {"steps": list(steps), "reason": reason}))
+
+
+def run(deps: AgentDeps, llm: ScriptedChatModel, request: str, thread: str = "t1") -> object:
+    return AgentRunner(deps, checkpointer=InMemorySaver(), llm=llm).run(request, thread_id=thread)
+
+
+def test_llm_reply_drives_a_multi_step_plan_through_tool_calling_agents(deps: AgentDeps) -> None:
+    tiles = str(deps.allowed_roots[0] / "tiles")
+    llm = scripted(
+        plan({"intent": "ingest", "args": {"path": tiles}, "text": "ingest the tiles"},
+             {"intent": "caption", "args": {}, "text": "caption them"}),
+        calls(("ingest_images", {"path": tiles, "labels_from_folders": True})),
+        says("I ingested 10 images from the tiles folder."),
+        calls(("caption_images", {"captioner": "template"})),
+        says("All 10 images now have template captions."),
+    )
+
+    outcome = run(deps, llm, "please ingest the tiles and caption them")
+
+    assert outcome.status == "done" and outcome.errors == []
+    assert outcome.interpretation["reason"] == "the user asked for these steps"
+    assert [p["intent"] for p in outcome.interpretation["plan"]] == ["ingest", "caption"]
+    assert [r["summary"] for r in outcome.results] == ["I ingested 10 images from the tiles folder.",
+                                                       "All 10 images now have template captions."]
+    assert outcome.results[0]["data"]["added"] == 10 and outcome.results[1]["data"]["captioned"] == 10
+    assert deps.catalog.label_counts() == {"beach": 5, "forest": 5} and deps.catalog.count_uncaptioned() == 0
+    # what the model was told: the data agent's task, then the tool's answer
+    task = llm.seen[1][-1]
+    assert isinstance(task, HumanMessage) and "ingest the tiles" in task.content and tiles in task.content
+    tool_answer = llm.seen[2][-1]
+    assert isinstance(tool_answer, ToolMessage) and "10 added" in tool_answer.content
+    assert [d["action"] for d in deps.catalog.decisions()] == ["caption", "ingest"]
+
+
+def test_a_tool_error_reaches_the_llm_as_an_error_message(
+    deps: AgentDeps, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    outside = str(tmp_path.parent / "not-allowed")
+    llm = scripted(
+        plan({"intent": "ingest", "args": {"path": outside}, "text": "ingest that folder"}),
+        calls(("ingest_images", {"path": outside})),
+        says("I could not ingest it: the folder is outside the allowed data roots."),
+    )
+
+    with caplog.at_level(logging.ERROR, logger="agents.llm"):
+        outcome = run(deps, llm, "ingest the folder next door")
+
+    error = llm.seen[2][-1]
+    assert isinstance(error, ToolMessage) and error.status == "error"
+    assert error.content.startswith("error: ") and "outside the allowed data roots" in error.content
+    assert any(r.exc_info for r in caplog.records if "ingest_images failed" in r.getMessage())
+    assert outcome.results[0]["status"] == "failed"
+    assert outcome.results[0]["summary"].startswith("I could not ingest it")
+    assert outcome.errors and deps.catalog.count_images() == 0
+
+
+def test_an_unknown_tool_name_is_answered_with_the_available_ones(deps: AgentDeps) -> None:
+    llm = scripted(
+        plan({"intent": "caption", "args": {}, "text": "caption"}),
+        calls(("delete_everything", {})),
+        says("That tool does not exist; nothing to caption anyway."),
+    )
+
+    outcome = run(deps, llm, "caption")
+
+    reply = llm.seen[2][-1]
+    assert isinstance(reply, ToolMessage)
+    assert reply.content == "error: unknown tool 'delete_everything'; available: caption_images"
+    assert outcome.results[0]["status"] == "failed"
+
+
+def test_a_request_the_llm_calls_unknown_is_answered_without_running_anything(deps: AgentDeps) -> None:
+    llm = scripted(plan({"intent": "unknown", "args": {}, "text": "order a pizza"},
+                        reason="this is not about imagery"))
+
+    outcome = run(deps, llm, "order a pizza")
+
+    assert outcome.results[0]["status"] == "failed" and "order a pizza" in outcome.answer
+    assert deps.catalog.decisions() == [] and len(llm.seen) == 1
