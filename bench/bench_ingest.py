@@ -42,8 +42,12 @@ def _read_and_hash(paths: list[Path], workers: int) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--data", type=Path, default=SHARED / "ucm_captions" / "images",
-                    help="directory to ingest (default: the shared UC Merced images)")
+    ap.add_argument(
+        "--data",
+        type=Path,
+        default=SHARED / "ucm_captions" / "images",
+        help="directory to ingest (default: the shared UC Merced images)",
+    )
     ap.add_argument("--synthetic", type=int, default=0, help="ingest N generated 256x256 JPEGs instead")
     ap.add_argument("--workers", type=int, default=4)
     ap.add_argument("--repeats", type=int, default=3)

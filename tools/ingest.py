@@ -20,7 +20,14 @@ from typing import Any
 from tqdm import tqdm
 
 from tools.catalog import Catalog, ImageRecord
-from tools.imageio import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, ImageInfo, ImageRejected, inspect_bytes, sha256_bytes
+from tools.imageio import (
+    DEFAULT_MAX_PIXELS,
+    IMAGE_SUFFIXES,
+    ImageInfo,
+    ImageRejected,
+    inspect_bytes,
+    sha256_bytes,
+)
 from tools.paths import PathNotAllowedError, check_allowed
 
 # Manifest keys with a meaning of their own; every other key is kept as image metadata.

@@ -14,7 +14,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from tools.captioning.base import CaptionInput, Captioner
+from tools.captioning.base import Captioner, CaptionInput
 from tools.catalog import Catalog, ImageRecord
 from tools.imageio import load_rgb
 

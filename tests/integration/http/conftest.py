@@ -38,8 +38,8 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="package")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    from service.context import AppContext
     from service.commands.search import index_images
+    from service.context import AppContext
     from tools.ingest import ingest_manifest
 
     home = tmp_path_factory.mktemp("home")
