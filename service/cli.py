@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from service.commands import data, model, search, serve
+from service.commands import agent, data, model, search, serve
 from service.output import print_json
 
 #: Exceptions whose message is already written for the user: printed without a traceback, exit code 2.
@@ -16,7 +16,9 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 # Modules that add sub-commands; each has register(subparsers, common) -> None.
-COMMAND_MODULES: list[Callable[..., None]] = [data.register, model.register, search.register, serve.register]
+COMMAND_MODULES: list[Callable[..., None]] = [
+    data.register, model.register, search.register, agent.register, serve.register,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,7 +15,7 @@ from tools.catalog import Catalog
 class AppContext:
     """Lazily built dependencies shared by the CLI, the HTTP service and the agents.
 
-    Models are loaded once per process and spec (``model``), never at import time.
+    Models are loaded once per process and spec (through the agents' model cache), never at import time.
     """
 
     settings: Settings = field(default_factory=load_settings)
@@ -43,13 +43,55 @@ class AppContext:
         return index_registry(kind, endpoint=s.astra_endpoint, token=s.astra_token,  # type: ignore[arg-type]
                               keyspace=s.astra_keyspace)
 
+    def agent_deps(self) -> Any:
+        """The agents' dependencies (:class:`agents.deps.AgentDeps`), built once; its model cache is shared."""
+        with self._lock:
+            if "deps" not in self._models:
+                self._models["deps"] = self._build_agent_deps()
+            return self._models["deps"]
+
+    def _build_agent_deps(self) -> Any:
+        from agents.deps import AgentDeps
+
+        s = self.settings
+        return AgentDeps(
+            catalog=self.catalog, allowed_roots=s.roots, models_dir=s.models_dir, cache_dir=s.cache_dir,
+            open_registry=self.registry, store_kind=s.store, device=s.device, captioner=s.captioner,
+            workers=s.workers,
+        )
+
+    def chat_model(self) -> Any:
+        """The configured LangChain chat model, or None for the offline router and policy."""
+        from agents.llm import create_chat_model
+
+        s = self.settings
+        return create_chat_model(s.llm, base_url=s.llm_base_url, api_key=s.llm_api_key)
+
+    def agent_runner(self) -> Any:
+        """The compiled agent graph with a SqliteSaver checkpointer in SKYSCOUT_HOME (kept open for the process)."""
+        import sqlite3
+
+        from langgraph.checkpoint.sqlite import SqliteSaver
+
+        from graph.runner import AgentRunner, default_checkpoint_path
+
+        with self._lock:
+            if "runner" not in self._models:
+                path = default_checkpoint_path(self.settings.home)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                conn = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
+                conn.execute("PRAGMA journal_mode=WAL")
+                saver = SqliteSaver(conn)
+                saver.setup()
+                runner = AgentRunner(self._models.get("deps") or self._build_agent_deps(), checkpointer=saver,
+                                     llm=self.chat_model())
+                self._models["deps"] = runner.deps
+                self._models["runner"] = runner
+            return self._models["runner"]
+
     def model(self, spec: str | None = None) -> tuple[Any, Any]:
         """(resolved spec, loaded model) for ``spec`` (default ``active``), cached per process."""
-        from tools.modelops import load_resolved, resolve_model
+        from tools.modelops import resolve_model
 
         resolved = resolve_model(self.catalog, spec)
-        with self._lock:
-            if resolved.load_spec not in self._models:
-                self._models[resolved.load_spec] = load_resolved(
-                    self.catalog, spec, cache_dir=self.settings.cache_dir, device=self.device)[1]
-            return resolved, self._models[resolved.load_spec]
+        return resolved, self.agent_deps().model_cache.model(resolved.load_spec)

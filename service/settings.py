@@ -43,6 +43,7 @@ class Settings(BaseSettings):
     astra_keyspace: str | None = Field(None, description="Astra DB keyspace (else ASTRA_DB_KEYSPACE)")
     llm: str | None = Field(None, description="LangChain chat model 'provider:model'; unset: offline router")
     llm_base_url: str | None = Field(None, description="base URL of an OpenAI-compatible server")
+    llm_api_key: str | None = Field(None, description="API key for the chat model (local servers accept any)")
     api_tokens: str = Field("", description="bearer tokens accepted by the HTTP API, comma-separated")
     max_body_bytes: int = Field(1_000_000, description="largest HTTP request body accepted")
     improve_every: str | None = Field(None, description="run the improvement loop inside `serve`, e.g. 6h")
