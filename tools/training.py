@@ -493,6 +493,8 @@ def train(
     _check_inputs(items, config, dev)
     transform = train_transform if train_transform is not None else _default_transform(model, config)
     ckpt_path, log_path = out / CHECKPOINT_NAME, out / LOG_NAME
+    for torn in out.glob(".*.tmp-*"):  # left by a run killed while writing a checkpoint
+        torn.unlink(missing_ok=True)
 
     micro_per_epoch = len(items) // config.batch_size // config.accum_steps * config.accum_steps
     steps_per_epoch = micro_per_epoch // config.accum_steps
@@ -573,8 +575,13 @@ def train(
         return ckpt_path
 
     autocast = _autocast(config.precision, dev)
-    det_before = torch.are_deterministic_algorithms_enabled()
+    det_before = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
     if config.deterministic:
+        if dev.type == "cuda":  # cuBLAS needs this (before its first use) for reproducible matmuls
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
     samples_per_step = config.effective_batch_size
     step, loss_value = start_step, float("nan")
@@ -656,7 +663,7 @@ def train(
                         break
     finally:
         bar.close()
-        torch.use_deterministic_algorithms(det_before)
+        torch.use_deterministic_algorithms(det_before[0], warn_only=det_before[1])
     if not ckpt_path.exists():  # resumed a finished run, or a zero-step run
         save_state(step)
     elapsed = time.perf_counter() - t_start

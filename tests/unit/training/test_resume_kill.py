@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from tests.unit.training.tiny import make_images
@@ -45,6 +46,7 @@ def _final_state(out: Path) -> dict[str, torch.Tensor]:
     return torch.load(out / FINAL_MODEL_NAME, weights_only=True)["state_dict"]
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path: Path) -> None:
     data = tmp_path / "data"
     (data / "items.json").parent.mkdir(parents=True)
@@ -53,31 +55,28 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path: Path) -> None:
     # The reference runs alongside the run we kill (2 cores); it uses no DataLoader workers, the killed
     # and resumed runs use two: samples must not depend on which process decodes them.
     ref_out, out = tmp_path / "ref", tmp_path / "run"
-    reference = subprocess.Popen(
-        _cmd(data, ref_out, 0),
-        cwd=ROOT,
-        env=_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    victim = subprocess.Popen(
-        _cmd(data, out, 2, "--pause-at", "3"),
-        cwd=ROOT,
-        env=_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    ref_log, victim_log = tmp_path / "ref.log", tmp_path / "victim.log"
+    with open(ref_log, "w") as ref_f, open(victim_log, "w") as victim_f:
+        reference = subprocess.Popen(
+            _cmd(data, ref_out, 0), cwd=ROOT, env=_env(), stdout=ref_f, stderr=subprocess.STDOUT
+        )
+        victim = subprocess.Popen(
+            _cmd(data, out, 2, "--pause-at", "3"),
+            cwd=ROOT,
+            env=_env(),
+            stdout=victim_f,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: the kill takes its DataLoader workers too
+        )
     try:
-        assert victim.stdout is not None
         deadline = time.monotonic() + 120
-        for line in victim.stdout:  # blocks until the run reports; it pauses after step 3
-            if line.strip() == "PAUSED" or time.monotonic() > deadline:
-                break
-        assert (out / CHECKPOINT_NAME).exists(), victim.stderr.read() if victim.stderr else ""
-        os.killpg(victim.pid, signal.SIGKILL)  # the run and its DataLoader workers, mid-epoch, mid-write
+        while (
+            "PAUSED" not in victim_log.read_text() and victim.poll() is None and time.monotonic() < deadline
+        ):
+            time.sleep(0.05)
+        assert "PAUSED" in victim_log.read_text(), victim_log.read_text()  # it paused after step 3
+        assert (out / CHECKPOINT_NAME).exists()
+        os.killpg(victim.pid, signal.SIGKILL)
         victim.wait(timeout=30)
     finally:
         if victim.poll() is None:
@@ -96,9 +95,9 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path: Path) -> None:
     assert "DONE 6 resumed_from=2" in resumed.stdout
     assert "STEP 3" in resumed.stdout and "STEP 2" not in resumed.stdout
 
-    ref_stdout, ref_stderr = reference.communicate(timeout=120)
-    assert reference.returncode == 0, ref_stderr
-    assert "DONE 6 resumed_from=None" in ref_stdout
+    reference.wait(timeout=120)
+    assert reference.returncode == 0, ref_log.read_text()
+    assert "DONE 6 resumed_from=None" in ref_log.read_text()
 
     ref_state, state = _final_state(ref_out), _final_state(out)
     assert ref_state.keys() == state.keys()

@@ -149,8 +149,11 @@ def test_stop_and_resume_matches_uninterrupted(items: list[TrainItem], tmp_path:
 
 
 def test_resume_without_checkpoint_starts_afresh(items: list[TrainItem], tmp_path: Path) -> None:
+    torn = tmp_path / ".checkpoint-latest.pt.tmp-12345"  # as left by a run killed mid-write
+    torn.write_bytes(b"half a checkpoint")
     _, res = _run(items, tmp_path, max_steps=1, resume=True)
     assert res.resumed_from_step is None and res.steps == 1
+    assert not torn.exists()
 
 
 def test_resume_refuses_changed_config_or_items(items: list[TrainItem], tmp_path: Path) -> None:
