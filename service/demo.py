@@ -1,55 +1,119 @@
 """The demo, SkyScout's main job on the embedded defaults: ``python -m service.demo`` (``make demo``).
 
-It works offline on the sample bundled in ``data/ucm_sample`` (320 UC Merced tiles with human captions).
+Offline, on the CPU, on the sample bundled in ``data/ucm_sample`` (320 UC Merced tiles with human
+captions): ingest it, let the planner caption what lacks captions, fine-tune ``skyscout-tiny``, evaluate,
+promote and index, then answer five requests in plain words through the agents, and write an HTML page
+of the search results.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
-
-from service.cli import main as cli_main
+from typing import Any
 
 PROJECT = Path(__file__).resolve().parents[1]
 SAMPLE = PROJECT / "data" / "ucm_sample"
 
+REQUESTS = [
+    "find beaches",
+    "show me harbors with boats",
+    "how good is the model?",
+    "why did you retrain?",
+    "find dense green trees but not buildings",
+]
 
-def _step(title: str, argv: list[str]) -> None:
-    print(f"\n=== {title}\n$ skyscout {' '.join(argv)}", flush=True)
+
+def _banner(text: str) -> None:
+    print(f"\n=== {text}", flush=True)
+
+
+def _cli(argv: list[str]) -> None:
+    from service.cli import main as cli_main
+
+    print(f"$ skyscout {' '.join(argv)}", flush=True)
     code = cli_main(argv)
     if code != 0:
-        raise SystemExit(f"demo step failed ({title}), exit code {code}")
+        raise SystemExit(f"demo step failed: skyscout {' '.join(argv)} (exit code {code})")
+
+
+def _ask(runner: Any, request: str, sections: list[dict[str, Any]]) -> None:
+    _banner(f'ask "{request}"')
+    outcome = runner.run(request)
+    print(outcome.answer or "(no answer)")
+    if outcome.status != "done":
+        print(f"[{outcome.status}] {'; '.join(outcome.errors)}")
+    hits: list[dict[str, Any]] = []
+    for result in outcome.results:
+        if result.get("action") == "search_images" and result.get("status") == "ok":
+            hits = [{**h, "captions": [h["caption"]] if h.get("caption") else []}
+                    for h in result["data"].get("hits", [])]
+    sections.append({"title": request, "query": f"thread {outcome.thread_id}", "hits": hits,
+                     "answer": None if hits else outcome.answer})
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--home", default=str(PROJECT / ".skyscout" / "demo"),
                     help="SKYSCOUT_HOME for the demo (default: .skyscout/demo in the project)")
-    ap.add_argument("--fresh", action="store_true", help="start from an empty catalog")
+    ap.add_argument("--keep", action="store_true", help="keep the previous demo's catalog instead of starting fresh")
+    ap.add_argument("--out", default=str(PROJECT / "out" / "demo-results.html"), help="where to write the HTML page")
     args = ap.parse_args(argv)
     home = Path(args.home)
-    if args.fresh and home.exists():
-        import shutil
-
+    if home.exists() and not args.keep:
         shutil.rmtree(home)
     os.environ["SKYSCOUT_HOME"] = str(home)
-    roots = os.environ.get("SKYSCOUT_DATA_ROOTS", "")
-    os.environ["SKYSCOUT_DATA_ROOTS"] = ":".join(p for p in (str(PROJECT / "data"), roots) if p)
+    roots = [str(PROJECT / "data"), os.environ.get("SKYSCOUT_DATA_ROOTS", "")]
+    os.environ["SKYSCOUT_DATA_ROOTS"] = ":".join(r for r in roots if r)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     started = time.perf_counter()
-    print(f"SkyScout demo: home {home}, sample {SAMPLE.relative_to(PROJECT)}")
-    _step("Ingest the bundled sample (train + val manifests with human captions)",
-          ["ingest", "--manifest", str(SAMPLE / "train.jsonl"), "--no-progress"])
-    _step("", ["ingest", "--manifest", str(SAMPLE / "val.jsonl"), "--no-progress"])
-    _step("Caption images that have no caption yet (offline template captioner)",
-          ["caption", "--captioner", "template", "--only-uncaptioned", "--no-progress"])
-    _step("Record a dataset version (the manifest's train/val split)",
-          ["dataset", "create", "--name", "ucm-sample", "--use-manifest-split", "--val", "0", "--test", "0"])
-    _step("Status", ["status"])
-    print(f"\nDemo finished in {time.perf_counter() - started:.1f} s.")
+    print(f"SkyScout demo: home {home}, sample {SAMPLE.relative_to(PROJECT)} (see its README for attribution)")
+
+    _banner("1. Ingest the bundled sample (manifests with labels and human captions)")
+    _cli(["ingest", "--manifest", str(SAMPLE / "train.jsonl"), "--no-progress"])
+    _cli(["ingest", "--manifest", str(SAMPLE / "val.jsonl"), "--no-progress"])
+    _banner("2. Record a dataset version (the manifests' train/val split)")
+    _cli(["dataset", "create", "--name", "ucm-sample", "--use-manifest-split", "--val", "0", "--test", "0"])
+
+    from service.context import AppContext
+
+    ctx = AppContext()
+    runner = ctx.agent_runner()
+    runner.deps.progress = False
+    _banner("3. One improvement round: the planner reads the catalog and decides what to do")
+    outcome = runner.run("improvement round", intents=[{"intent": "improve"}])
+    print(outcome.answer or "")
+    if outcome.status != "done":
+        raise SystemExit(f"the improvement round did not finish: {outcome.status} {outcome.errors}")
+
+    _banner("4. Decision log")
+    for d in sorted(ctx.catalog.decisions(limit=20), key=lambda d: d["id"]):
+        print(f"  #{d['id']} {d['action']}: {d['reason']}  -> {d['outcome']}")
+
+    _banner("5. Five requests in plain words, answered by the agents")
+    sections: list[dict[str, Any]] = []
+    for request in REQUESTS:
+        _ask(runner, request, sections)
+
+    from service.report import write_results_page
+
+    page = write_results_page(sections, Path(args.out), title="SkyScout demo: search results")
+    _banner("Done")
+    print(f"HTML page of the results: {page}")
+    print(f"status: {json.dumps({k: v for k, v in _status(ctx).items()}, default=str)}")
+    print(f"demo finished in {time.perf_counter() - started:.0f} s")
     return 0
+
+
+def _status(ctx: Any) -> dict[str, Any]:
+    cat = ctx.catalog
+    return {"images": cat.count_images(), "active_model": cat.get_alias("active_model"),
+            "active_index": cat.get_alias(f"active_index:{ctx.settings.store}")}
 
 
 if __name__ == "__main__":
