@@ -45,9 +45,7 @@ def l2_normalize(x: np.ndarray, axis: int = -1, eps: float = 1e-12) -> np.ndarra
 # -- zero-shot classification -------------------------------------------------------------------------
 
 
-def zero_shot_classifier(
-    encode_texts: TextEncoder, classnames: Sequence[str], templates: Sequence[str]
-) -> np.ndarray:
+def zero_shot_classifier(encode_texts: TextEncoder, classnames: Sequence[str], templates: Sequence[str]) -> np.ndarray:
     """One unit vector per class: the renormalised mean of its normalised prompt embeddings.
 
     Every template must contain ``{}``, which is replaced by the class name (see
@@ -127,9 +125,7 @@ def zero_shot_accuracy(
     onehot[np.arange(len(labels_arr)), labels_arr] = True
     ranks = _best_relevant_ranks(feats, clf, lambda rows: onehot[rows])
     top1 = ranks < 1
-    per_class = {
-        names[c]: float(top1[labels_arr == c].mean()) for c in range(n_classes) if (labels_arr == c).any()
-    }
+    per_class = {names[c]: float(top1[labels_arr == c].mean()) for c in range(n_classes) if (labels_arr == c).any()}
     return {
         "top1": recall_at_k(ranks, 1),
         "top5": recall_at_k(ranks, min(5, n_classes)),

@@ -11,9 +11,7 @@ import math
 __all__ = ["cosine_lr"]
 
 
-def cosine_lr(
-    step: int, *, base_lr: float, warmup_steps: int, total_steps: int, min_lr: float = 0.0
-) -> float:
+def cosine_lr(step: int, *, base_lr: float, warmup_steps: int, total_steps: int, min_lr: float = 0.0) -> float:
     """Learning rate for optimizer step ``step`` (0-based).
 
     During warmup (``step < warmup_steps``) the rate rises linearly to ``base_lr``, reaching it at the last

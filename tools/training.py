@@ -102,27 +102,17 @@ class TrainConfig(BaseModel):
     beta2: float = 0.98
     eps: float = 1e-6
     warmup_steps: int = Field(default=0, ge=0)
-    warmup_fraction: float | None = Field(
-        default=None, ge=0, le=1, description="overrides warmup_steps if set"
-    )
-    grad_clip: float | None = Field(
-        default=1.0, gt=0, description="max global L2 norm of the gradient; None: off"
-    )
+    warmup_fraction: float | None = Field(default=None, ge=0, le=1, description="overrides warmup_steps if set")
+    grad_clip: float | None = Field(default=1.0, gt=0, description="max global L2 norm of the gradient; None: off")
     precision: Precision = "fp32"
     freeze: Tower | None = None
     seed: int = 0
     max_steps: int | None = Field(default=None, ge=1, description="stop after this many optimizer steps")
-    checkpoint_every: int | None = Field(
-        default=500, ge=1, description="optimizer steps; None: only at the end"
-    )
+    checkpoint_every: int | None = Field(default=500, ge=1, description="optimizer steps; None: only at the end")
     num_workers: int = Field(default=2, ge=0)
     log_every: int = Field(default=10, ge=1)
-    wise_alpha: float | None = Field(
-        default=None, ge=0, le=1, description="WiSE-FT mixing weight of the finetuned"
-    )
-    deterministic: bool = Field(
-        default=False, description="torch.use_deterministic_algorithms during the run"
-    )
+    wise_alpha: float | None = Field(default=None, ge=0, le=1, description="WiSE-FT mixing weight of the finetuned")
+    deterministic: bool = Field(default=False, description="torch.use_deterministic_algorithms during the run")
     augment: AugmentConfig = AugmentConfig()
 
     @model_validator(mode="after")
@@ -204,9 +194,7 @@ def _seeded(seed: int) -> Iterator[None]:
 class _CaptionedImages(torch.utils.data.Dataset[tuple[torch.Tensor, str]]):
     """Item ``(epoch, index)``: augmented image and one caption, both fixed by ``(seed, epoch, index)``."""
 
-    def __init__(
-        self, items: Sequence[TrainItem], transform: Callable[[Image.Image], torch.Tensor], seed: int
-    ) -> None:
+    def __init__(self, items: Sequence[TrainItem], transform: Callable[[Image.Image], torch.Tensor], seed: int) -> None:
         self.items = items
         self.transform = transform
         self.seed = seed
@@ -231,9 +219,7 @@ class _CaptionedImages(torch.utils.data.Dataset[tuple[torch.Tensor, str]]):
 class _RunBatches(torch.utils.data.Sampler[list[tuple[int, int]]]):
     """All remaining micro-batches of a run, epochs chained, starting at micro-batch ``start``."""
 
-    def __init__(
-        self, n_items: int, micro_batch: int, micro_per_epoch: int, start: int, stop: int, seed: int
-    ):
+    def __init__(self, n_items: int, micro_batch: int, micro_per_epoch: int, start: int, stop: int, seed: int):
         self.n_items = n_items
         self.micro_batch = micro_batch
         self.micro_per_epoch = micro_per_epoch
@@ -328,16 +314,12 @@ def wise_ft(
         set(start_state_dict) - set(finetuned_state_dict),
     )
     if missing or extra:
-        raise ValueError(
-            f"state dicts differ: only in finetuned {sorted(missing)}, only in start {sorted(extra)}"
-        )
+        raise ValueError(f"state dicts differ: only in finetuned {sorted(missing)}, only in start {sorted(extra)}")
     out: dict[str, torch.Tensor] = {}
     for key, ft in finetuned_state_dict.items():
         st = start_state_dict[key]
         if st.shape != ft.shape:
-            raise ValueError(
-                f"shape mismatch for {key!r}: start {tuple(st.shape)}, finetuned {tuple(ft.shape)}"
-            )
+            raise ValueError(f"shape mismatch for {key!r}: start {tuple(st.shape)}, finetuned {tuple(ft.shape)}")
         if ft.is_floating_point():
             mixed = (1.0 - alpha) * st.detach().to(ft.device, torch.float32) + alpha * ft.detach().float()
             out[key] = mixed.to(ft.dtype)
@@ -428,8 +410,7 @@ def _autocast(precision: Precision, device: torch.device) -> contextlib.Abstract
 def _check_inputs(items: Sequence[TrainItem], config: TrainConfig, device: torch.device) -> None:
     if config.precision != "fp32" and device.type != "cuda":
         raise ValueError(
-            f"precision={config.precision!r} (AMP) needs a CUDA device, got {device}; "
-            "use precision='fp32' on CPU"
+            f"precision={config.precision!r} (AMP) needs a CUDA device, got {device}; use precision='fp32' on CPU"
         )
     if len(items) < config.effective_batch_size:
         raise ValueError(
@@ -501,11 +482,7 @@ def train(
     total_steps = config.epochs * steps_per_epoch
     if config.max_steps is not None:
         total_steps = min(total_steps, config.max_steps)
-    warmup = (
-        round(config.warmup_fraction * total_steps)
-        if config.warmup_fraction is not None
-        else config.warmup_steps
-    )
+    warmup = round(config.warmup_fraction * total_steps) if config.warmup_fraction is not None else config.warmup_steps
     fingerprint = _items_fingerprint(items)
 
     model.to(dev)
@@ -708,9 +685,7 @@ def train(
 def _check_resumable(state: Mapping[str, Any], config: TrainConfig, fingerprint: str, path: Path) -> None:
     saved = state["config"]
     now = config.model_dump(mode="json")
-    changed = sorted(
-        k for k in set(saved) | set(now) if k not in _RESUMABLE_CHANGES and saved.get(k) != now.get(k)
-    )
+    changed = sorted(k for k in set(saved) | set(now) if k not in _RESUMABLE_CHANGES and saved.get(k) != now.get(k))
     if changed:
         diffs = ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in changed)
         raise ValueError(
@@ -794,6 +769,4 @@ def _optimizer_step(
 
 def _raise_if_not_finite(loss: torch.Tensor) -> None:
     if not torch.isfinite(loss.detach()).all():
-        raise FloatingPointError(
-            f"loss is {loss.item()}: training diverged; lower lr, raise warmup, or set grad_clip"
-        )
+        raise FloatingPointError(f"loss is {loss.item()}: training diverged; lower lr, raise warmup, or set grad_clip")

@@ -25,15 +25,11 @@ def _image(mode: str = "RGB", size: tuple[int, int] = (48, 40)) -> Image.Image:
 
 
 def test_output_shape_dtype_and_normalisation() -> None:
-    plain = build_train_transform(
-        24, MEAN, STD, rotate90=False, color_jitter=0.0, scale=(1.0, 1.0), ratio=(1, 1)
-    )
+    plain = build_train_transform(24, MEAN, STD, rotate90=False, color_jitter=0.0, scale=(1.0, 1.0), ratio=(1, 1))
     img = _image(size=(24, 24))
     out = plain(img)
     assert out.shape == (3, 24, 24) and out.dtype == torch.float32
-    expected = (
-        torch.from_numpy(np.array(img)).permute(2, 0, 1).float() / 255 - torch.tensor(MEAN)[:, None, None]
-    )
+    expected = torch.from_numpy(np.array(img)).permute(2, 0, 1).float() / 255 - torch.tensor(MEAN)[:, None, None]
     expected /= torch.tensor(STD)[:, None, None]
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
 

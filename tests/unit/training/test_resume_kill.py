@@ -70,9 +70,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path: Path) -> None:
         )
     try:
         deadline = time.monotonic() + 120
-        while (
-            "PAUSED" not in victim_log.read_text() and victim.poll() is None and time.monotonic() < deadline
-        ):
+        while "PAUSED" not in victim_log.read_text() and victim.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
         assert "PAUSED" in victim_log.read_text(), victim_log.read_text()  # it paused after step 3
         assert (out / CHECKPOINT_NAME).exists()
@@ -106,12 +104,8 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path: Path) -> None:
     # The training state (pre-WiSE weights, optimizer moments) matches too, and the log has each step once.
     ref_ckpt, ckpt = load_train_state(ref_out / CHECKPOINT_NAME), load_train_state(out / CHECKPOINT_NAME)
     assert all(torch.equal(ref_ckpt["model"][k], ckpt["model"][k]) for k in ref_ckpt["model"])
-    for ref_p, p in zip(
-        ref_ckpt["optimizer"]["state"].values(), ckpt["optimizer"]["state"].values(), strict=True
-    ):
-        assert torch.equal(ref_p["exp_avg"], p["exp_avg"]) and torch.equal(
-            ref_p["exp_avg_sq"], p["exp_avg_sq"]
-        )
+    for ref_p, p in zip(ref_ckpt["optimizer"]["state"].values(), ckpt["optimizer"]["state"].values(), strict=True):
+        assert torch.equal(ref_p["exp_avg"], p["exp_avg"]) and torch.equal(ref_p["exp_avg_sq"], p["exp_avg_sq"])
     logged = [json.loads(line) for line in (out / LOG_NAME).read_text().splitlines()]
     ref_logged = [json.loads(line) for line in (ref_out / LOG_NAME).read_text().splitlines()]
     assert [r["step"] for r in logged] == [1, 2, 3, 4, 5, 6]
