@@ -68,7 +68,7 @@ def make_deps(home: Path, roots: Sequence[Path], *, policy: PlannerPolicy | None
         open_registry=lambda kind: index_registry(kind, path=home / "indexes"),  # type: ignore[arg-type]
         device="cpu", policy=policy or PlannerPolicy(),
         train_defaults=train or TrainConfig(epochs=1, batch_size=8, max_steps=2, checkpoint_every=1,
-                                            num_workers=0, lr=5e-4, log_every=1),
+                                            num_workers=0, lr=5e-4, log_every=1, freeze="text"),
         **kwargs,
     )
 

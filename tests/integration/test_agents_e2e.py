@@ -1,0 +1,59 @@
+"""Offline end to end on real data: one request ingests UC Merced tiles, trains, evaluates, indexes, answers.
+
+No LLM: the MiniLM router reads "ingest <manifest>, train a model and find beaches", the planner expands it
+(dataset version -> fine-tune -> evaluate against the active model -> promotion guardrails -> index) and puts
+the search last; the real ``skyscout-tiny`` model trains for a few steps on CPU. The decision log must explain
+every step.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from agents.router import default_router
+from graph.runner import AgentRunner, default_checkpoint_path, sqlite_checkpointer
+from tests.unit.graph.support import make_deps
+from tools.training import TrainConfig
+
+pytestmark = [pytest.mark.slow, pytest.mark.shared_data]
+
+
+def test_ingest_train_and_find_beaches(shared_data: Path, tmp_path: Path) -> None:
+    manifest = shared_data / "ucm_captions" / "val.jsonl"  # 157 tiles, 16 classes, 5 human captions each
+    train = TrainConfig(epochs=1, batch_size=16, max_steps=4, checkpoint_every=None, num_workers=0, lr=5e-4,
+                        warmup_steps=1, log_every=1, freeze="text")
+    deps = make_deps(tmp_path / "home", [tmp_path, shared_data], train=train)
+    started = time.perf_counter()
+
+    with sqlite_checkpointer(default_checkpoint_path(tmp_path / "home")) as saver:
+        runner = AgentRunner(deps, checkpointer=saver, router=default_router)
+        outcome = runner.run(f"ingest {manifest}, train a model and find beaches", thread_id="e2e")
+
+    seconds = time.perf_counter() - started
+    assert outcome.status == "done" and outcome.errors == [], outcome.answer
+    assert [p["intent"] for p in outcome.interpretation["plan"]] == ["ingest", "train", "search"]
+    steps = [(r["action"], r["status"]) for r in outcome.results]
+    assert steps == [("ingest_images", "ok"), ("create_dataset_version", "ok"), ("train_candidate", "ok"),
+                     ("evaluate_model", "ok"), ("promote", "ok"), ("build_index", "ok"), ("search_images", "ok")]
+    data = {r["action"]: r["data"] for r in outcome.results}
+    assert data["ingest_images"]["added"] == 157 and data["ingest_images"]["rejected"] == 0
+    assert data["train_candidate"]["steps"] == 4
+    assert data["evaluate_model"]["active"]["model"] == "skyscout-tiny"
+    assert "retrieval_mean_recall" in data["evaluate_model"]["metrics"]
+    promoted = data["promote"]["promoted"]
+    assert data["build_index"]["model"] == (data["train_candidate"]["model_version"] if promoted else "skyscout-tiny")
+    assert data["build_index"]["count"] == 157 and data["build_index"]["activated"]
+    hits = data["search_images"]["hits"]
+    assert len(hits) == 10 and all(h["label"] and h["caption"] for h in hits)
+    assert data["search_images"]["query"] == "beaches"
+
+    log = list(reversed(deps.catalog.decisions(limit=50)))
+    verdict = "promote" if promoted else "keep_active"
+    assert [d["action"] for d in log] == ["ingest", "dataset", "train", "evaluate", verdict, "reindex", "search"]
+    assert all(d["reason"] and d["outcome"] for d in log)
+    assert "retrieval_mean_recall" in log[4]["reason"]
+    assert outcome.answer.count("\n  #") == len(log)  # the answer shows every decision
+    print(f"\n{outcome.answer}\n\nend-to-end: {seconds:.0f} s")
