@@ -49,12 +49,12 @@ def zero_shot_classifier(encode_texts: TextEncoder, classnames: Sequence[str], t
     """One unit vector per class: the renormalised mean of its normalised prompt embeddings.
 
     Every template must contain ``{}``, which is replaced by the class name (see
-    ``prompts/eval_templates.py`` for remote-sensing templates). Returns ``(n_classes, dim)`` float32.
+    ``tools/templates.py`` for remote-sensing templates). Returns ``(n_classes, dim)`` float32.
     """
     if not classnames:
         raise ValueError("classnames is empty")
     if not templates:
-        raise ValueError("templates is empty; pass e.g. prompts.eval_templates.REMOTE_SENSING_TEMPLATES")
+        raise ValueError("templates is empty; pass e.g. tools.templates.REMOTE_SENSING_TEMPLATES")
     bad = [t for t in templates if "{}" not in t]
     if bad:
         raise ValueError(f"every template needs a '{{}}' placeholder for the class name; missing in: {bad}")

@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from prompts.eval_templates import REMOTE_SENSING_TEMPLATES
 from tools.captioning.text import humanize_label
 from tools.catalog import Catalog
 from tools.datasets import PairItem, resolve_dataset, split_items
@@ -32,6 +31,7 @@ from tools.evaluation import (
     zero_shot_classifier,
 )
 from tools.models import LoadedModel, load_model, save_checkpoint
+from tools.templates import REMOTE_SENSING_TEMPLATES
 from tools.training import TrainConfig, TrainItem, TrainResult, train
 
 DEFAULT_BASE_MODEL = "skyscout-tiny"
@@ -103,10 +103,10 @@ def finetune(
     ds = resolve_dataset(catalog, dataset)
     resolved, loaded = load_resolved(catalog, model, cache_dir=cache_dir, device=device)
     items = training_items(catalog, ds["id"], caption_sources=caption_sources)
-    if len(items) < config.batch_size:
+    if len(items) < config.effective_batch_size:
         raise ValueError(
             f"dataset {ds['id']} has {len(items)} captioned training images, fewer than one batch "
-            f"({config.batch_size}); caption more images (`skyscout caption`) or lower --batch-size"
+            f"({config.effective_batch_size}); caption more images (`skyscout caption`) or lower --batch-size"
         )
     run_dir = resume_dir or models_dir / "runs" / f"run-{time.strftime('%Y%m%d-%H%M%S')}"
     params = {"base": resolved.spec, "dataset": ds["id"], "run_dir": str(run_dir),

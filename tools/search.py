@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from prompts.eval_templates import REMOTE_SENSING_TEMPLATES
 from tools.catalog import Catalog
 from tools.stores.base import VectorStore
+from tools.templates import REMOTE_SENSING_TEMPLATES
 
 TextEncoder = Callable[[list[str]], np.ndarray]
 ImageEncoder = Callable[[list[str]], np.ndarray]  # image file paths -> unit rows

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import hashlib
 
-from prompts.caption_templates import LABEL_TEMPLATES, TAG_TEMPLATES
 from tools.captioning.base import CaptionInput
 from tools.captioning.text import humanize_label, join_phrases, tags_to_phrases
+from tools.templates import LABEL_TEMPLATES, TAG_TEMPLATES
 
 
 def _pick(image_id: str, templates: tuple[str, ...], n: int) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from prompts.caption_templates import CLASS_PHRASES
+from tools.templates import CLASS_PHRASES
 
 _CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])")
 

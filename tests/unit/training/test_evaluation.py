@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from prompts.eval_templates import REMOTE_SENSING_TEMPLATES
 from tests.unit.training.tiny import make_images, tiny_model
 from tools import evaluation as ev
+from tools.templates import REMOTE_SENSING_TEMPLATES
 
 # -- naive references (plain Python loops, no vectorisation) ------------------------------------------
 

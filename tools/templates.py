@@ -1,4 +1,9 @@
-"""Texts the template and tags captioners use to turn labels and metadata tags into sentences."""
+"""Sentence frames used by the domain code: caption templates for labels and tags, class phrases, and the
+prompt templates for zero-shot classification and text search (``{}`` is the class name or query).
+
+They live in ``tools/`` rather than ``prompts/`` because the domain library uses them and must not import the
+agent-facing packages.
+"""
 
 from __future__ import annotations
 
@@ -46,3 +51,19 @@ CLASS_PHRASES: dict[str, str] = {
     "permanentcrop": "permanent crop land",
     "sealake": "a sea or lake",
 }
+
+#: Zero-shot classification and text-search prompt ensemble (CLIP-style prompt averaging).
+REMOTE_SENSING_TEMPLATES: tuple[str, ...] = (
+    "a satellite photo of {}.",
+    "an aerial photo of {}.",
+    "a satellite image of {}.",
+    "{} seen from above.",
+    "an overhead view of {}.",
+    "a remote sensing image of {}.",
+    "an aerial image showing {}.",
+    "a top-down view of {}.",
+)
+"""The default ensemble for satellite and aerial tiles."""
+
+SIMPLE_TEMPLATES: tuple[str, ...] = ("a satellite photo of {}.",)
+"""A single template: cheaper, and the usual baseline when reporting prompt-ensemble gains."""
