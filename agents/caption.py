@@ -24,13 +24,13 @@ class CaptionArgs(BaseModel):
     """Arguments of ``caption_images``."""
 
     captioner: Literal["template", "tags", "blip", "blip2"] | None = Field(
-        None, description="captioning backend (default: the configured one)"
+        default=None, description="captioning backend (default: the configured one)"
     )
-    limit: int | None = Field(None, ge=1, description="caption at most this many images")
+    limit: int | None = Field(default=None, ge=1, description="caption at most this many images")
     only_uncaptioned: bool = Field(
-        True, description="only images with no caption from any source (false: all lacking this captioner's)"
+        default=True, description="only images with no caption from any source (false: all lacking this captioner's)"
     )
-    batch_size: int = Field(64, ge=1, le=4096)
+    batch_size: int = Field(default=64, ge=1, le=4096)
 
 
 def caption_images(deps: AgentDeps, args: CaptionArgs) -> ToolOutput:

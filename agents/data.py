@@ -30,40 +30,40 @@ class IngestArgs(BaseModel):
     """Arguments of ``ingest_images``."""
 
     path: str = Field(description="a folder to scan, or a manifest file (.jsonl/.csv)")
-    manifest: bool | None = Field(None, description="treat path as a manifest; default: decided by suffix")
-    source: str | None = Field(None, description="collection name recorded with each image")
-    labels_from_folders: bool = Field(False, description="label each image with its folder's name")
+    manifest: bool | None = Field(default=None, description="treat path as a manifest; default: decided by suffix")
+    source: str | None = Field(default=None, description="collection name recorded with each image")
+    labels_from_folders: bool = Field(default=False, description="label each image with its folder's name")
 
 
 class RejectsArgs(BaseModel):
     """Arguments of ``report_rejects``."""
 
-    limit: int = Field(20, ge=1, le=1000, description="how many rejected files to list")
+    limit: int = Field(default=20, ge=1, le=1000, description="how many rejected files to list")
 
 
 class DatasetArgs(BaseModel):
     """Arguments of ``create_dataset_version``."""
 
-    name: str | None = Field(None, description="a name for the version (default: its sources)")
-    sources: list[str] | None = Field(None, description="only images of these sources")
-    val_frac: float = Field(0.1, ge=0, lt=1)
-    test_frac: float = Field(0.1, ge=0, lt=1)
+    name: str | None = Field(default=None, description="a name for the version (default: its sources)")
+    sources: list[str] | None = Field(default=None, description="only images of these sources")
+    val_frac: float = Field(default=0.1, ge=0, lt=1)
+    test_frac: float = Field(default=0.1, ge=0, lt=1)
     seed: int = 0
-    use_manifest_split: bool = Field(False, description="keep the split a manifest gave each image")
-    require_captions: bool = Field(True, description="leave out images without any caption")
+    use_manifest_split: bool = Field(default=False, description="keep the split a manifest gave each image")
+    require_captions: bool = Field(default=True, description="leave out images without any caption")
 
 
 def ingest_images(deps: AgentDeps, args: IngestArgs) -> ToolOutput:
     """Ingest a folder or a manifest; the report lists the first rejected files with their reasons."""
     path = Path(args.path).expanduser()
     is_manifest = args.manifest if args.manifest is not None else path.suffix.lower() in MANIFEST_SUFFIXES
-    common = dict(
-        allowed_roots=deps.allowed_roots, source=args.source, workers=deps.workers, progress=deps.progress
-    )
     if is_manifest:
-        report = ingest_manifest(deps.catalog, path, **common)  # type: ignore[arg-type]
+        report = ingest_manifest(deps.catalog, path, allowed_roots=deps.allowed_roots, source=args.source,
+                                 workers=deps.workers, progress=deps.progress)
     else:
-        report = ingest_directory(deps.catalog, path, labels_from_folders=args.labels_from_folders, **common)  # type: ignore[arg-type]
+        report = ingest_directory(deps.catalog, path, allowed_roots=deps.allowed_roots, source=args.source,
+                                  labels_from_folders=args.labels_from_folders, workers=deps.workers,
+                                  progress=deps.progress)
     rejects = report.rejected[:_REJECT_EXAMPLES]
     note = ""
     if rejects:

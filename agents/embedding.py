@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 class IndexArgs(BaseModel):
     """Arguments of ``build_index``."""
 
-    model: str = Field("active", description="'active', a model version id (mv-...), or a preset")
+    model: str = Field(default="active", description="'active', a model version id (mv-...), or a preset")
 
 
 class IndexStatusArgs(BaseModel):

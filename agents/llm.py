@@ -25,7 +25,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from langchain_core.tools import BaseTool, StructuredTool
 from pydantic import BaseModel, ValidationError
 
-from agents.deps import Step, StepResult
+from agents.deps import Step, StepResult, StepStatus
 from prompts.agents import AGENT_TASK_TEMPLATE
 
 if TYPE_CHECKING:
@@ -326,19 +326,13 @@ class ToolAgent:
             data["tool"] = ok[-1].name
         if errors:
             data["errors"] = errors
-        status = "ok" if ok or not errors else "failed"
+        status: StepStatus = "ok" if ok or not errors else "failed"
         summary = final or (_text(ok[-1].content) if ok else "; ".join(errors) or "nothing to do")
         return self._result(step, status, summary, data)
 
-    def _result(self, step: Step, status: str, summary: str, data: dict[str, Any]) -> StepResult:
-        return StepResult(
-            step=step["id"],
-            agent=self.name,
-            action=step["action"],
-            status=status,  # type: ignore[typeddict-item]
-            summary=summary,
-            data=data,
-        )
+    def _result(self, step: Step, status: StepStatus, summary: str, data: dict[str, Any]) -> StepResult:
+        return StepResult(step=step["id"], agent=self.name, action=step["action"], status=status,
+                          summary=summary, data=data)
 
 
 def _brief(data: Mapping[str, Any], limit: int = 5) -> dict[str, Any]:

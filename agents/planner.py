@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from agents.deps import AgentDeps, Step, StepResult
+from agents.deps import AgentDeps, Step, StepResult, StepStatus
 from agents.embedding import index_state
 from agents.llm import ToolAgent, resolve_refs
 from agents.training import stored_metrics
@@ -77,19 +77,19 @@ class PlannerPolicy(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    min_uncaptioned_to_caption: int = Field(1, ge=1, description="caption once this many images lack one")
-    captioner: str | None = Field(None, description="captioner of the improvement round (None: the default)")
-    min_new_pairs_to_retrain: int = Field(100, ge=1, description="captioned images not yet trained on")
-    min_negative_feedback: int = Field(20, ge=1, description="'not relevant' marks since the last training")
-    promotion_margin: float = Field(0.0, ge=0, description="a candidate must beat the active model by more")
-    guard_regression_margin: float = Field(0.02, ge=0, description="largest drop allowed on a guard metric")
+    min_uncaptioned_to_caption: int = Field(default=1, ge=1, description="caption once this many images lack one")
+    captioner: str | None = Field(default=None, description="captioner of the improvement round (None: the default)")
+    min_new_pairs_to_retrain: int = Field(default=100, ge=1, description="captioned images not yet trained on")
+    min_negative_feedback: int = Field(default=20, ge=1, description="'not relevant' marks since the last training")
+    promotion_margin: float = Field(default=0.0, ge=0, description="a candidate must beat the active model by more")
+    guard_regression_margin: float = Field(default=0.02, ge=0, description="largest drop allowed on a guard metric")
     primary_metrics: list[str] = Field(
         default_factory=lambda: ["retrieval_mean_recall", "top1"],
         description="compared in this order: the first both models have decides; all are guarded")
     eval_split: Literal["val", "test"] = "val"
     guard_split: Literal["val", "test"] = "test"
-    guard_dataset: str | None = Field(None, description="dataset of the guard set (None: the candidate's)")
-    require_approval: bool = Field(False, description="ask a person before expensive actions (an interrupt)")
+    guard_dataset: str | None = Field(default=None, description="dataset of the guard set (None: the candidate's)")
+    require_approval: bool = Field(default=False, description="ask a person before expensive actions (an interrupt)")
     approval_actions: list[str] = Field(default_factory=lambda: ["train_candidate"],
                                         description="the tools that count as expensive")
 
@@ -127,13 +127,13 @@ class Signals(BaseModel):
     uncaptioned: int
     captioned: int
     new_pairs: int = Field(description="captioned images the last trained model did not see, or recaptioned")
-    reference_model: str | None = Field(None, description="the last trained model version (any status)")
+    reference_model: str | None = Field(default=None, description="the last trained model version (any status)")
     reference_dataset: str | None = None
     active_model: str
     active_metrics: dict[str, float] | None = None
     active_metrics_dataset: str | None = None
     metric_history: list[dict[str, Any]] = Field(default_factory=list)
-    trend: float | None = Field(None, description="change of the primary metric at the last promotion")
+    trend: float | None = Field(default=None, description="change of the primary metric at the last promotion")
     negative_feedback: int = 0
     positive_feedback: int = 0
     unevaluated_candidates: list[str] = Field(default_factory=list)
@@ -187,7 +187,8 @@ def read_signals(catalog: Catalog, *, store_kind: str = "lancedb", policy: Plann
             metric = next((p for p in policy.primary_metrics if m and p in m), None)
             if m and metric:
                 history.append({"model": key, "metric": metric, "value": m[metric]})
-    unevaluated, evaluated = [], []
+    unevaluated: list[str] = []
+    evaluated: list[str] = []
     for v in versions:
         if v["status"] == "candidate":
             scored = v.get("dataset_id") and stored_metrics(catalog, v["id"], v["dataset_id"],
@@ -301,7 +302,7 @@ def check_promotion(catalog: Catalog, candidate: str, policy: PlannerPolicy, *, 
         return keep(REASONS["keep_regression"].format(
             candidate=candidate, where=f"the held-out {split} split", margin=margin,
             regressions="; ".join(held_out)), regressions=held_out)
-    guard_ds = policy.guard_dataset or dataset
+    guard_ds = str(policy.guard_dataset or dataset)
     guard_name = f"{guard_ds}/{policy.guard_split}"
     if (guard_ds, policy.guard_split) == (dataset, split):
         guard_note = REASONS["guard_same"]
@@ -373,7 +374,7 @@ class PlannedIntent(BaseModel):
     intent: Literal["ingest", "caption", "train", "evaluate", "index", "search", "status", "improve",
                     "explain", "unknown"]
     args: dict[str, Any] = Field(default_factory=dict)
-    text: str = Field("", description="the words of the request this command comes from")
+    text: str = Field(default="", description="the words of the request this command comes from")
 
 
 class RequestPlan(BaseModel):
@@ -660,9 +661,9 @@ class Planner:
     def run(self, step: Step, results: Sequence[StepResult], plan: Sequence[Step]) -> PlannerOutcome:
         """Run a planner step: improve, promote, status, explain (or report a request not understood)."""
 
-        def result(status: str, summary: str, data: dict[str, Any]) -> StepResult:
-            return StepResult(step=step["id"], agent="planner", action=step["action"],  # type: ignore[typeddict-item]
-                              status=status, summary=summary, data=data)
+        def result(status: StepStatus, summary: str, data: dict[str, Any]) -> StepResult:
+            return StepResult(step=step["id"], agent="planner", action=step["action"], status=status,
+                              summary=summary, data=data)
 
         if step.get("error"):
             return PlannerOutcome(result("failed", str(step["error"]), {"error": step["error"]}))

@@ -35,12 +35,12 @@ _IMAGE_ID_RE = re.compile(r"^[0-9a-f]{64}$")
 class SearchArgs(BaseModel):
     """Arguments of ``search_images``."""
 
-    query: str | None = Field(None, description="what to look for, in words")
-    image: str | None = Field(None, description="an example image: a file path or a catalog image id")
+    query: str | None = Field(default=None, description="what to look for, in words")
+    image: str | None = Field(default=None, description="an example image: a file path or a catalog image id")
     negative: list[str] = Field(default_factory=list, description="things the results should not show")
-    k: int = Field(10, ge=1, le=1000, description="how many results")
-    filters: dict[str, Any] | None = Field(None, description='metadata filter, e.g. {"label": "beach"}')
-    min_score: float | None = Field(None, ge=-1, le=1)
+    k: int = Field(default=10, ge=1, le=1000, description="how many results")
+    filters: dict[str, Any] | None = Field(default=None, description='metadata filter, e.g. {"label": "beach"}')
+    min_score: float | None = Field(default=None, ge=-1, le=1)
 
 
 class ExplainHitArgs(BaseModel):
@@ -115,7 +115,7 @@ def search_images(deps: AgentDeps, args: SearchArgs) -> ToolOutput:
         encode_text=deps.text_encoder(model_key),
         encode_images=_image_encoder(deps, model_key),
     )
-    hits = [
+    hits: list[dict[str, Any]] = [
         {
             "rank": h.rank,
             "image_id": h.image_id,

@@ -38,22 +38,22 @@ EVAL_KINDS = ("zeroshot", "retrieval", "retrieval_class_aware")
 class TrainArgs(BaseModel):
     """Arguments of ``train_candidate``."""
 
-    model: str = Field("active", description="base model: 'active', a version id (mv-...), or a preset")
-    dataset: str = Field("latest", description="dataset version id (ds-...) or 'latest'")
-    epochs: int | None = Field(None, ge=1, le=1000, description="passes over the training split")
-    max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps")
-    batch_size: int | None = Field(None, ge=2, le=4096)
-    lr: float | None = Field(None, gt=0, lt=1)
+    model: str = Field(default="active", description="base model: 'active', a version id (mv-...), or a preset")
+    dataset: str = Field(default="latest", description="dataset version id (ds-...) or 'latest'")
+    epochs: int | None = Field(default=None, ge=1, le=1000, description="passes over the training split")
+    max_steps: int | None = Field(default=None, ge=1, description="stop after this many optimizer steps")
+    batch_size: int | None = Field(default=None, ge=2, le=4096)
+    lr: float | None = Field(default=None, gt=0, lt=1)
 
 
 class EvaluateArgs(BaseModel):
     """Arguments of ``evaluate_model``."""
 
-    model: str = Field("active", description="'active', a model version id (mv-...), or a preset")
-    dataset: str = Field("latest", description="dataset version id (ds-...) or 'latest'")
-    split: str = Field("val", pattern="^(train|val|test)$", description="the held-out split to score")
-    compare_with_active: bool = Field(True, description="also make sure the active model is scored alike")
-    guard: bool = Field(True, description="also score the policy's guard split")
+    model: str = Field(default="active", description="'active', a model version id (mv-...), or a preset")
+    dataset: str = Field(default="latest", description="dataset version id (ds-...) or 'latest'")
+    split: str = Field(default="val", pattern="^(train|val|test)$", description="the held-out split to score")
+    compare_with_active: bool = Field(default=True, description="also make sure the active model is scored alike")
+    guard: bool = Field(default=True, description="also score the policy's guard split")
 
 
 # -- evaluations in the catalog ---------------------------------------------------------------------

@@ -17,7 +17,8 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command, interrupt
 
 from agents.deps import AgentDeps, Step, StepResult
-from agents.planner import Decision, create_agents, create_planner
+from agents.llm import ToolAgent
+from agents.planner import Decision, Planner, create_agents, create_planner
 from graph.state import AgentState, DecisionRecord, InputState, OutputState
 from prompts.agents import (
     ANSWER_DECISION,
@@ -96,6 +97,24 @@ def format_answer(
     return "\n".join(lines)
 
 
+class AgentNode:
+    """The node of one worker agent: run the current step, record its outcome, move to the next step."""
+
+    def __init__(self, agent: ToolAgent, planner: Planner) -> None:
+        self.agent = agent
+        self.planner = planner
+        self.__name__ = f"{agent.name}_agent"
+
+    def __call__(self, state: AgentState) -> dict[str, Any]:
+        step = state["plan"][state["current"]]
+        result = self.agent.run(step, state["results"])
+        self.planner.record_outcome(step, result)
+        errors = list(state.get("errors", []))
+        if result["status"] == "failed":
+            errors.append(f"{step['id']} {step['action']}: {result['summary']}")
+        return {"results": [*state["results"], result], "current": state["current"] + 1, "errors": errors}
+
+
 def build_graph(
     deps: AgentDeps,
     *,
@@ -148,20 +167,6 @@ def build_graph(
             "pending_approval": None,
         }
 
-    def agent_node(name: str) -> Callable[[AgentState], dict[str, Any]]:
-        agent = agents[name]
-
-        def node(state: AgentState) -> dict[str, Any]:
-            step = state["plan"][state["current"]]
-            result = agent.run(step, state["results"])
-            planner.record_outcome(step, result)
-            errors = list(state.get("errors", []))
-            if result["status"] == "failed":
-                errors.append(f"{step['id']} {step['action']}: {result['summary']}")
-            return {"results": [*state["results"], result], "current": state["current"] + 1, "errors": errors}
-
-        node.__name__ = f"{name}_agent"
-        return node
 
     def planner_node(state: AgentState) -> dict[str, Any]:
         plan, current = state["plan"], state["current"]
@@ -196,7 +201,7 @@ def build_graph(
     graph.add_node("supervisor", supervisor_node)
     graph.add_node("approve", approve_node)
     for name in AGENT_NODES:
-        graph.add_node(name, agent_node(name))
+        graph.add_node(name, AgentNode(agents[name], planner))
         graph.add_edge(name, "supervisor")
     graph.add_node("planner", planner_node)
     graph.add_node("finish", finish_node)

@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.types import Command
 from pydantic import BaseModel, Field
@@ -103,8 +104,8 @@ class AgentRunner:
         self.graph = build_graph(deps, llm=llm, router=router).compile(checkpointer=checkpointer)
 
     @staticmethod
-    def config(thread_id: str) -> dict[str, Any]:
-        return {"configurable": {"thread_id": thread_id}, "recursion_limit": RECURSION_LIMIT}
+    def config(thread_id: str) -> RunnableConfig:
+        return RunnableConfig(configurable={"thread_id": thread_id}, recursion_limit=RECURSION_LIMIT)
 
     def pending(self, thread_id: str) -> dict[str, Any] | None:
         """The unfinished request of a thread (``request``, ``next`` nodes, ``approval``), or None."""

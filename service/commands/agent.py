@@ -56,7 +56,7 @@ def agent_deps(ctx: AppContext) -> AgentDeps:
     """The agents' dependencies: ``AppContext.agent_deps()`` when it exists, else built from the settings."""
     factory = getattr(ctx, "agent_deps", None)
     if callable(factory):
-        return factory()  # type: ignore[no-any-return]
+        return factory()
     from agents.deps import AgentDeps
     from tools.stores.factory import index_registry
 
@@ -73,7 +73,7 @@ def chat_model(ctx: AppContext) -> BaseChatModel | None:
     """The chat model (``AppContext.chat_model()``, else SKYSCOUT_LLM[_BASE_URL|_API_KEY]); None offline."""
     factory = getattr(ctx, "chat_model", None)
     if callable(factory):
-        return factory()  # type: ignore[no-any-return]
+        return factory()
     from agents.llm import create_chat_model
 
     s = ctx.settings
