@@ -241,14 +241,42 @@ class _RunBatches(torch.utils.data.Sampler[list[tuple[int, int]]]):
 
 
 class _Collate:
-    """Stack images and tokenize the captions (in the worker, so tokenization runs in parallel)."""
+    """Stack images and tokenize the captions (in the worker, so tokenization runs in parallel).
 
-    def __init__(self, tokenizer: Callable[[list[str]], torch.Tensor]) -> None:
+    With ``caption_rows`` (a frozen text tower whose features were computed once), captions become rows of
+    that feature bank instead of tokens.
+    """
+
+    def __init__(
+        self, tokenizer: Callable[[list[str]], torch.Tensor], caption_rows: Mapping[str, int] | None = None
+    ) -> None:
         self.tokenizer = tokenizer
+        self.caption_rows = caption_rows
 
     def __call__(self, batch: list[tuple[torch.Tensor, str]]) -> tuple[torch.Tensor, torch.Tensor]:
         images = torch.stack([b[0] for b in batch])
+        if self.caption_rows is not None:
+            return images, torch.tensor([self.caption_rows[b[1]] for b in batch], dtype=torch.long)
         return images, self.tokenizer([b[1] for b in batch])
+
+
+def _caption_bank(
+    net: Any, tokenizer: Callable[[list[str]], torch.Tensor], items: Sequence[TrainItem], dev: torch.device,
+    autocast: contextlib.AbstractContextManager[Any], batch_size: int = 256,
+) -> tuple[dict[str, int], torch.Tensor]:
+    """Normalised features of every distinct caption, computed once by the (frozen, eval-mode) text tower.
+
+    A frozen tower gives the same features at every step, so computing them once changes no result and
+    removes the text forward pass from every training step.
+    """
+    texts = sorted({c for it in items for c in it.captions})
+    rows = {t: i for i, t in enumerate(texts)}
+    feats = []
+    with torch.no_grad(), autocast:
+        for start in range(0, len(texts), batch_size):
+            tokens = tokenizer(texts[start : start + batch_size]).to(dev)
+            feats.append(net.encode_text(tokens, normalize=True).float())
+    return rows, torch.cat(feats)
 
 
 # -- model helpers ------------------------------------------------------------------------------------
@@ -515,6 +543,12 @@ def train(
         torch.manual_seed(config.seed)
     del state
 
+    autocast = _autocast(config.precision, dev)
+    caption_rows: dict[str, int] | None = None
+    text_bank: torch.Tensor | None = None
+    if config.freeze == "text":
+        caption_rows, text_bank = _caption_bank(net, tokenizer, items, dev, autocast)
+
     loader = torch.utils.data.DataLoader(
         _CaptionedImages(items, transform, config.seed),
         batch_sampler=_RunBatches(
@@ -525,7 +559,7 @@ def train(
             total_steps * config.accum_steps,
             config.seed,
         ),
-        collate_fn=_Collate(tokenizer),
+        collate_fn=_Collate(tokenizer, caption_rows),
         num_workers=config.num_workers,
         pin_memory=dev.type == "cuda",
         generator=torch.Generator(),  # a private generator: the loader must not draw from the global RNG
@@ -551,7 +585,6 @@ def train(
         )
         return ckpt_path
 
-    autocast = _autocast(config.precision, dev)
     det_before = (
         torch.are_deterministic_algorithms_enabled(),
         torch.is_deterministic_algorithms_warn_only_enabled(),
@@ -597,7 +630,7 @@ def train(
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 micro = [next(batches) for _ in range(config.accum_steps)]
-                loss_value = _optimizer_step(net, micro, loss_fn, optimizer, scaler, autocast, config, dev)
+                loss_value = _optimizer_step(net, micro, loss_fn, optimizer, scaler, autocast, config, dev, text_bank)
                 step += 1
                 now = time.perf_counter()
                 sps = samples_per_step / max(now - t_last, 1e-9)
@@ -708,10 +741,19 @@ def _optimizer_step(
     autocast: contextlib.AbstractContextManager[Any],
     config: TrainConfig,
     dev: torch.device,
+    text_bank: torch.Tensor | None = None,
 ) -> float:
-    """One optimizer step over ``accum_steps`` micro-batches; returns the (effective-batch) loss."""
+    """One optimizer step over ``accum_steps`` micro-batches; returns the (effective-batch) loss.
+
+    With ``text_bank`` (frozen text tower), the text side of each micro-batch is a row index into it.
+    """
     optimizer.zero_grad(set_to_none=True)
     moved = [(img.to(dev, non_blocking=True), txt.to(dev, non_blocking=True)) for img, txt in micro]
+
+    def encode_text(texts: torch.Tensor) -> torch.Tensor:
+        if text_bank is not None:
+            return text_bank[texts]
+        return net.encode_text(texts, normalize=True)  # type: ignore[no-any-return]
 
     def backward(loss: torch.Tensor) -> None:
         if scaler is not None:
@@ -724,7 +766,7 @@ def _optimizer_step(
         with autocast:
             loss = loss_fn(
                 net.encode_image(images, normalize=True),
-                net.encode_text(texts, normalize=True),
+                encode_text(texts),
                 net.logit_scale.exp(),
             )
         _raise_if_not_finite(loss)
@@ -734,12 +776,12 @@ def _optimizer_step(
         # Cache every micro-batch's features, then recompute one micro-batch at a time with gradients.
         with torch.no_grad(), autocast:
             cached_img = [net.encode_image(i, normalize=True) for i, _ in moved]
-            cached_txt = [net.encode_text(t, normalize=True) for _, t in moved]
+            cached_txt = [encode_text(t) for _, t in moved]
         loss_value = float("nan")
         for j, (images, texts) in enumerate(moved):
             with autocast:
                 img_j = net.encode_image(images, normalize=True)
-                txt_j = net.encode_text(texts, normalize=True)
+                txt_j = encode_text(texts)
                 scale = net.logit_scale.exp()
                 loss = loss_fn(
                     torch.cat([*cached_img[:j], img_j, *cached_img[j + 1 :]]),
