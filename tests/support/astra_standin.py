@@ -227,9 +227,7 @@ def _project(doc: dict[str, Any], projection: dict[str, Any] | None) -> dict[str
                 target = target.setdefault(seg, {})
             target[parts[-1]] = value
         return out
-    out = {
-        k: v for k, v in doc.items() if k not in exclude and not (k in _SPECIAL_FIELDS and k not in include)
-    }
+    out = {k: v for k, v in doc.items() if k not in exclude and not (k in _SPECIAL_FIELDS and k not in include)}
     return out
 
 
@@ -301,17 +299,13 @@ def _decode_vector(raw: Any) -> np.ndarray:
         return np.frombuffer(blob, dtype=">f4").astype(np.float32)
     if isinstance(raw, list) and raw and all(_is_num(v) for v in raw):
         return np.asarray(raw, dtype=np.float32)
-    raise APIError(
-        "SHRED_BAD_VECTOR_VALUE", "Bad $vector value: needs to be a non-empty array of numbers or $binary"
-    )
+    raise APIError("SHRED_BAD_VECTOR_VALUE", "Bad $vector value: needs to be a non-empty array of numbers or $binary")
 
 
 class DataAPIStandIn:
     """The server: ``start()`` it (a free port on 127.0.0.1, a background thread), ``stop()`` it after."""
 
-    def __init__(
-        self, *, token: str | None = None, keyspaces: tuple[str, ...] = ("default_keyspace",)
-    ) -> None:
+    def __init__(self, *, token: str | None = None, keyspaces: tuple[str, ...] = ("default_keyspace",)) -> None:
         self.token = token
         self.keyspaces: dict[str, dict[str, _Collection]] = {ks: {} for ks in keyspaces}
         self.log: list[tuple[str, str, int]] = []
@@ -387,9 +381,7 @@ class DataAPIStandIn:
         try:
             payload = json.loads(body or b"{}")
         except ValueError:
-            return 400, {
-                "errors": [APIError("INVALID_REQUEST_NOT_JSON", "Request body is not JSON").as_dict()]
-            }
+            return 400, {"errors": [APIError("INVALID_REQUEST_NOT_JSON", "Request body is not JSON").as_dict()]}
         if not isinstance(payload, dict) or len(payload) != 1:
             err = APIError("INVALID_REQUEST_STRUCTURE", "Request must hold exactly one command")
             return 200, {"errors": [err.as_dict()]}
@@ -410,9 +402,7 @@ class DataAPIStandIn:
                     return 200, self._keyspace_command(keyspace, command, args or {})
                 coll = self.keyspaces[keyspace].get(collection)
                 if coll is None:
-                    raise APIError(
-                        "COLLECTION_NOT_EXIST", f"Collection does not exist, collection name: {collection}"
-                    )
+                    raise APIError("COLLECTION_NOT_EXIST", f"Collection does not exist, collection name: {collection}")
                 return 200, self._collection_command(coll, command, args or {})
         except APIError as err:
             return 200, {"errors": [err.as_dict()]}
@@ -439,9 +429,7 @@ class DataAPIStandIn:
             return {"status": {"ok": 1}}
         if command == "findCollections":
             explain = bool((args.get("options") or {}).get("explain"))
-            items: list[Any] = [
-                {"name": c.name, "options": c.options} if explain else c.name for c in colls.values()
-            ]
+            items: list[Any] = [{"name": c.name, "options": c.options} if explain else c.name for c in colls.values()]
             return {"status": {"collections": items}}
         if command == "deleteCollection":
             colls.pop(str(args.get("name")), None)
@@ -455,9 +443,7 @@ class DataAPIStandIn:
         if vector:
             dim = vector.get("dimension")
             if not isinstance(dim, int) or dim <= 0:
-                raise APIError(
-                    "INVALID_CREATE_COLLECTION_OPTIONS", "'vector.dimension' must be a positive integer"
-                )
+                raise APIError("INVALID_CREATE_COLLECTION_OPTIONS", "'vector.dimension' must be a positive integer")
             if dim > MAX_VECTOR_DIMENSION:
                 raise APIError(
                     "VECTOR_SEARCH_TOO_BIG_VALUE",
@@ -465,9 +451,7 @@ class DataAPIStandIn:
                 )
             metric = vector.get("metric") or "cosine"
             if metric not in METRICS:
-                raise APIError(
-                    "VECTOR_SEARCH_INVALID_FUNCTION_NAME", f"Invalid vector search function name: {metric}"
-                )
+                raise APIError("VECTOR_SEARCH_INVALID_FUNCTION_NAME", f"Invalid vector search function name: {metric}")
             out["vector"] = {
                 "dimension": dim,
                 "metric": metric,
@@ -481,14 +465,10 @@ class DataAPIStandIn:
         for key in ("lexical", "rerank"):
             setting = options.get(key)
             out[key] = (
-                {"enabled": bool(setting.get("enabled", True))}
-                if isinstance(setting, dict)
-                else {"enabled": False}
+                {"enabled": bool(setting.get("enabled", True))} if isinstance(setting, dict) else {"enabled": False}
             )
             if out[key]["enabled"]:
-                raise APIError(
-                    "FEATURE_NOT_AVAILABLE_IN_STANDIN", f"'{key}' is not available in the Data API stand-in"
-                )
+                raise APIError("FEATURE_NOT_AVAILABLE_IN_STANDIN", f"'{key}' is not available in the Data API stand-in")
         if options.get("defaultId"):
             out["defaultId"] = options["defaultId"]
         return out
@@ -516,9 +496,7 @@ class DataAPIStandIn:
 
     def _prepare_doc(self, coll: _Collection, raw: Any) -> tuple[dict[str, Any], np.ndarray | None]:
         if not isinstance(raw, dict):
-            raise APIError(
-                "SHRED_BAD_DOCUMENT_TYPE", "Bad document type to shred: document must be a JSON object"
-            )
+            raise APIError("SHRED_BAD_DOCUMENT_TYPE", "Bad document type to shred: document must be a JSON object")
         doc = dict(raw)
         doc.setdefault("_id", str(uuid.uuid4()))
         for key in doc:
@@ -531,9 +509,7 @@ class DataAPIStandIn:
             raw_vector = doc.pop("$vector")
             if raw_vector is not None:
                 if coll.dimension is None:
-                    raise APIError(
-                        "VECTOR_SEARCH_NOT_SUPPORTED", "Vector search is not enabled for the collection"
-                    )
+                    raise APIError("VECTOR_SEARCH_NOT_SUPPORTED", "Vector search is not enabled for the collection")
                 vector = _decode_vector(raw_vector)
                 if vector.shape[0] != coll.dimension:
                     raise APIError(
@@ -603,9 +579,7 @@ class DataAPIStandIn:
                     errors.append(desc)
                 responses.append({"_id": doc_id, "status": "ERROR", "errorsIdx": errors.index(desc)})
         status = (
-            {"documentResponses": responses}
-            if options.get("returnDocumentResponses")
-            else {"insertedIds": inserted}
+            {"documentResponses": responses} if options.get("returnDocumentResponses") else {"insertedIds": inserted}
         )
         out: dict[str, Any] = {"status": status}
         if errors:
@@ -621,16 +595,12 @@ class DataAPIStandIn:
         options = args.get("options") or {}
         docs = [d for d in coll.docs.values() if _matches(d, flt)]
         if "$vectorize" in sort or "$hybrid" in sort or "$lexical" in sort:
-            raise APIError(
-                "FEATURE_NOT_AVAILABLE_IN_STANDIN", "Only $vector sorts are implemented by the stand-in"
-            )
+            raise APIError("FEATURE_NOT_AVAILABLE_IN_STANDIN", "Only $vector sorts are implemented by the stand-in")
         if "$vector" in sort:
             if len(sort) != 1:
                 raise APIError("INVALID_SORT_CLAUSE", "Vector sort cannot be combined with other sort fields")
             if coll.dimension is None:
-                raise APIError(
-                    "VECTOR_SEARCH_NOT_SUPPORTED", "Vector search is not enabled for the collection"
-                )
+                raise APIError("VECTOR_SEARCH_NOT_SUPPORTED", "Vector search is not enabled for the collection")
             limit = options.get("limit")
             if limit is not None and limit > MAX_VECTOR_SEARCH_LIMIT:
                 raise APIError(
@@ -659,9 +629,7 @@ class DataAPIStandIn:
                 sims = (1.0 + (mat @ q) / np.where(denom == 0, 1.0, denom)) / 2.0
             else:
                 sims = 1.0 / (1.0 + np.sum((mat - q) ** 2, axis=1))
-            order = np.argsort(-sims, kind="stable")[
-                : min(limit or MAX_VECTOR_SEARCH_LIMIT, MAX_VECTOR_SEARCH_LIMIT)
-            ]
+            order = np.argsort(-sims, kind="stable")[: min(limit or MAX_VECTOR_SEARCH_LIMIT, MAX_VECTOR_SEARCH_LIMIT)]
             return [docs[i] for i in order], [float(sims[i]) for i in order], query
         for key, direction in reversed(list(sort.items())):
             if direction not in (1, -1):
@@ -669,11 +637,7 @@ class DataAPIStandIn:
 
             def sort_key(d: dict[str, Any], key: str = key) -> tuple[int, Any]:
                 v = _resolve(d, key)
-                return (
-                    (0, "")
-                    if v is _MISSING or v is None
-                    else (1, v if _is_num(v) or isinstance(v, str) else str(v))
-                )
+                return (0, "") if v is _MISSING or v is None else (1, v if _is_num(v) or isinstance(v, str) else str(v))
 
             docs.sort(key=sort_key, reverse=direction == -1)
         skip = options.get("skip") or 0
@@ -765,9 +729,7 @@ class DataAPIStandIn:
             return {"data": {"document": None}, "status": {"matchedCount": 0, "modifiedCount": 0}}
         flt = args.get("filter") or {}
         new_id = replacement.get("_id", flt.get("_id") if not isinstance(flt.get("_id"), dict) else None)
-        doc, vector = self._prepare_doc(
-            coll, {**replacement, **({"_id": new_id} if new_id is not None else {})}
-        )
+        doc, vector = self._prepare_doc(coll, {**replacement, **({"_id": new_id} if new_id is not None else {})})
         self._store(coll, doc, vector)
         upserted = self._render(coll, doc, projection, None) if return_after else None
         return {
@@ -830,9 +792,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             status, reply = self.server_standin.handle(self.path, headers, body)
         except Exception as exc:  # a bug in the stand-in: answer like a server error, keep serving
-            err = APIError(
-                "SERVER_UNHANDLED_ERROR", f"Server failed: {type(exc).__name__}: {exc}", family="SERVER"
-            )
+            err = APIError("SERVER_UNHANDLED_ERROR", f"Server failed: {type(exc).__name__}: {exc}", family="SERVER")
             status, reply = 500, {"errors": [err.as_dict()]}
         self._reply(status, reply)
 

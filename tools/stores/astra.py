@@ -113,9 +113,7 @@ class AstraSettings:
             missing.append(f"the application token (pass token=... or set {TOKEN_ENV})")
         if missing:
             raise MissingCredentialsError(
-                "Astra DB is not configured: missing "
-                + " and ".join(missing)
-                + ". Both are on the database's "
+                "Astra DB is not configured: missing " + " and ".join(missing) + ". Both are on the database's "
                 "page in the Astra portal (Generate Token); or use the local 'lancedb' store instead."
             )
         assert endpoint is not None and token is not None
@@ -141,8 +139,7 @@ def _is_transient(exc: BaseException) -> bool:
     if isinstance(exc, DataAPIResponseException) and exc.error_descriptors:
         # an HTTP 200 reporting a server-side failure (timeout, unavailable replica): worth another try
         return all(
-            d.family == "SERVER" or (d.error_code or "") in _TRANSIENT_ERROR_CODES
-            for d in exc.error_descriptors
+            d.family == "SERVER" or (d.error_code or "") in _TRANSIENT_ERROR_CODES for d in exc.error_descriptors
         )
     return False
 
@@ -185,9 +182,7 @@ class AstraStore:
         content_key: str = "uri",
     ) -> None:
         if not 1 <= chunk_size <= MAX_INSERT_CHUNK:
-            raise ValueError(
-                f"chunk_size must be 1..{MAX_INSERT_CHUNK} (the Data API limit), got {chunk_size}"
-            )
+            raise ValueError(f"chunk_size must be 1..{MAX_INSERT_CHUNK} (the Data API limit), got {chunk_size}")
         self._coll = collection
         self.settings = settings
         self.name: str = collection.name
@@ -216,9 +211,7 @@ class AstraStore:
                 if not _is_transient(exc) or attempt > self.max_retries:
                     raise
                 delay = self.retry_base_delay_s * 2 ** (attempt - 1) * (0.5 + random.random())
-                logger.warning(
-                    "%s on %s failed (%s); retry %d in %.2fs", what, self.name, exc, attempt, delay
-                )
+                logger.warning("%s on %s failed (%s); retry %d in %.2fs", what, self.name, exc, attempt, delay)
                 time.sleep(delay)
 
     def _map(self, fn: Callable[[Any], _T], items: Iterable[Any]) -> list[_T]:
@@ -228,9 +221,7 @@ class AstraStore:
         with ThreadPoolExecutor(max_workers=min(self.concurrency, len(items))) as pool:
             return list(pool.map(fn, items))
 
-    def _document(
-        self, doc_id: str, vector: np.ndarray, metadata: dict[str, MetadataValue]
-    ) -> dict[str, Any]:
+    def _document(self, doc_id: str, vector: np.ndarray, metadata: dict[str, MetadataValue]) -> dict[str, Any]:
         from astrapy.data_types import DataAPIVector
 
         content = metadata.get(self.content_key)
@@ -292,9 +283,7 @@ class AstraStore:
                     break
                 attempt += 1
                 if attempt > self.max_retries:
-                    raise StoreError(
-                        f"insertMany into {self.name!r} kept failing after {attempt} tries"
-                    ) from exc
+                    raise StoreError(f"insertMany into {self.name!r} kept failing after {attempt} tries") from exc
             except Exception as exc:
                 attempt += 1
                 if not _is_transient(exc) or attempt > self.max_retries:
@@ -311,9 +300,7 @@ class AstraStore:
         if not ids:
             return 0
         docs = [self._document(i, v[n], metas[n]) for n, i in enumerate(ids)]
-        existing = [
-            d for chunk in self._map(self._insert_chunk, chunked(docs, self.chunk_size)) for d in chunk
-        ]
+        existing = [d for chunk in self._map(self._insert_chunk, chunked(docs, self.chunk_size)) for d in chunk]
         if existing:
             logger.info("%s: replacing %d existing documents", self.name, len(existing))
             self._map(self._replace, existing)
@@ -337,14 +324,9 @@ class AstraStore:
         flt = to_astra_filter(filter, prefix="") or None
         found = self._retry(
             "search",
-            lambda: self._langchain().similarity_search_with_score_id_by_vector(
-                embedding=q.tolist(), k=k, filter=flt
-            ),
+            lambda: self._langchain().similarity_search_with_score_id_by_vector(embedding=q.tolist(), k=k, filter=flt),
         )
-        return [
-            Hit(id=doc_id, score=2.0 * float(sim) - 1.0, metadata=dict(doc.metadata))
-            for doc, sim, doc_id in found
-        ]
+        return [Hit(id=doc_id, score=2.0 * float(sim) - 1.0, metadata=dict(doc.metadata)) for doc, sim, doc_id in found]
 
     def get(self, ids: Sequence[str]) -> dict[str, tuple[np.ndarray, dict[str, Any]]]:
         def get_chunk(chunk: Sequence[str]) -> list[dict[str, Any]]:
@@ -365,9 +347,7 @@ class AstraStore:
 
         flt = to_astra_filter(filter)
         try:
-            return int(
-                self._retry("count", lambda: self._coll.count_documents(flt, upper_bound=MAX_SERVER_COUNT))
-            )
+            return int(self._retry("count", lambda: self._coll.count_documents(flt, upper_bound=MAX_SERVER_COUNT)))
         except TooManyDocumentsToCountException:
             logger.info("%s: more than %d matches, counting by paging ids", self.name, MAX_SERVER_COUNT)
             return sum(1 for _ in self._iter_ids(flt))
@@ -412,9 +392,7 @@ def _classify_insert_failures(
             else:
                 fatal.append(f"{code}: {err.get('message')} (_id {doc_id!r})")
         if not (raw.get("status") or {}).get("documentResponses") and errors:
-            if all(
-                e.get("family") == "SERVER" or e.get("errorCode") in _TRANSIENT_ERROR_CODES for e in errors
-            ):
+            if all(e.get("family") == "SERVER" or e.get("errorCode") in _TRANSIENT_ERROR_CODES for e in errors):
                 retry.update(i for i in by_id if i not in set(exc.inserted_ids))
             else:
                 fatal.extend(f"{e.get('errorCode')}: {e.get('message')}" for e in errors)
@@ -458,9 +436,7 @@ class AstraIndexes:
 
     def __repr__(self) -> str:
         s = self.settings
-        return (
-            f"AstraIndexes(endpoint={s.endpoint!r}, keyspace={s.keyspace!r}, environment={s.environment!r})"
-        )
+        return f"AstraIndexes(endpoint={s.endpoint!r}, keyspace={s.keyspace!r}, environment={s.environment!r})"
 
     def _descriptors(self) -> dict[str, Any]:
         return {d.name: d for d in self._db.list_collections()}
@@ -490,9 +466,7 @@ class AstraIndexes:
                 )
             collection = self._db.get_collection(name)
         elif not create:
-            raise IndexNotFoundError(
-                f"no collection {name!r} in {where}; existing: {sorted(self._descriptors())}"
-            )
+            raise IndexNotFoundError(f"no collection {name!r} in {where}; existing: {sorted(self._descriptors())}")
         else:
             definition = {
                 "vector": {"dimension": dim, "metric": "dot_product"},
@@ -508,9 +482,7 @@ class AstraIndexes:
         for name, d in sorted(self._descriptors().items()):
             vector = d.definition.vector
             if vector is not None and vector.dimension:
-                out.append(
-                    IndexInfo(name=name, dim=vector.dimension, kind=self.kind, metric=vector.metric or "")
-                )
+                out.append(IndexInfo(name=name, dim=vector.dimension, kind=self.kind, metric=vector.metric or ""))
         return out
 
     def drop(self, name: str) -> bool:

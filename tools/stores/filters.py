@@ -91,9 +91,7 @@ def _scalar(value: Any, where: str) -> Scalar:
         return value
     if isinstance(value, list | tuple):
         raise FilterError(f"{where}: list literals are only allowed with $in / $nin")
-    raise FilterError(
-        f"{where}: unsupported literal {value!r} ({type(value).__name__}); use str, number or bool"
-    )
+    raise FilterError(f"{where}: unsupported literal {value!r} ({type(value).__name__}); use str, number or bool")
 
 
 def _parse_field(name: str, spec: Any) -> Node:

@@ -53,9 +53,7 @@ class TextEncoderEmbeddings(Embeddings):
             batch = texts[start : start + self.batch_size]
             out = np.asarray(self.encode(batch), dtype=np.float32)
             if out.ndim != 2 or out.shape[0] != len(batch):
-                raise ValueError(
-                    f"text encoder returned shape {out.shape} for {len(batch)} texts; want (n, dim)"
-                )
+                raise ValueError(f"text encoder returned shape {out.shape} for {len(batch)} texts; want (n, dim)")
             parts.append(out)
         if not parts:
             return np.zeros((0, 0), dtype=np.float32)
@@ -77,9 +75,7 @@ def text_id(text: str) -> str:
 class SkyScoutVectorStore(LangChainVectorStore):
     """A LangChain vector store over a SkyScout store; filters use the shared filter language."""
 
-    def __init__(
-        self, store: VectorStore, embedding: Embeddings | None = None, *, content_key: str = "uri"
-    ) -> None:
+    def __init__(self, store: VectorStore, embedding: Embeddings | None = None, *, content_key: str = "uri") -> None:
         self.store = store
         self.embedding = embedding
         self.content_key = content_key
@@ -104,9 +100,7 @@ class SkyScoutVectorStore(LangChainVectorStore):
         meta = dict(metadata)
         if score is not None:
             meta["score"] = score
-        return Document(
-            id=hit_id, page_content=content if isinstance(content, str) else hit_id, metadata=meta
-        )
+        return Document(id=hit_id, page_content=content if isinstance(content, str) else hit_id, metadata=meta)
 
     def _select_relevance_score_fn(self) -> Callable[[float], float]:
         # cosine similarity in [-1, 1] -> relevance in [0, 1] (clipped: float error can reach 1 + 1e-7)
@@ -152,9 +146,7 @@ class SkyScoutVectorStore(LangChainVectorStore):
     def similarity_search_with_score_by_vector(
         self, embedding: list[float], k: int = 4, filter: Mapping[str, Any] | None = None, **kwargs: Any
     ) -> list[tuple[Document, float]]:
-        return [
-            (self._document(h.id, h.metadata, h.score), h.score) for h in self._hits(embedding, k, filter)
-        ]
+        return [(self._document(h.id, h.metadata, h.score), h.score) for h in self._hits(embedding, k, filter)]
 
     def similarity_search_by_vector(
         self, embedding: list[float], k: int = 4, filter: Mapping[str, Any] | None = None, **kwargs: Any

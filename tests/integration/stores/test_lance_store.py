@@ -54,11 +54,14 @@ def test_ann_search_finds_neighbours_and_new_rows(lance: LanceStore, index_type:
     # filtered ANN search returns only matching rows
     hits = lance.search(q[0], k=10, filter={"label": "c1", "minx": {"$lt": 600}})
     assert hits and all(h.metadata["label"] == "c1" and h.metadata["minx"] < 600 for h in hits)
-    # rows written after the index was built are found before and after optimize()
+    # rows written after the index was built are found before and after optimize() (which rebuilds it)
     fresh = unit_vectors(1, dim=DIM, seed=42)
     lance.upsert(["fresh"], fresh, [{"label": "new"}])
+    assert lance.unindexed_rows() == 1
     assert lance.search(fresh[0], k=1)[0].id == "fresh"
-    lance.optimize()
+    rebuilt = lance.optimize()
+    assert rebuilt is not None and rebuilt.built and lance.ann_index_type == index_type
+    assert lance.unindexed_rows() == 0
     assert lance.search(fresh[0], k=1)[0].id == "fresh"
     assert lance.count() == n + 1
     exact = lance.search(q[3], k=10, exact=True)

@@ -262,9 +262,7 @@ def test_langchain_adapter_and_retriever(store: Any) -> None:
     assert [d.page_content for d in found] == ["dense pine forest"]
     filtered = vs.as_retriever(search_kwargs={"k": 4, "filter": {"label": {"$in": ["rows", "forest"]}}})
     assert {d.page_content for d in filtered.invoke("anything")} == {"vineyard rows", "dense pine forest"}
-    threshold = vs.as_retriever(
-        search_type="similarity_score_threshold", search_kwargs={"score_threshold": 0.99}
-    )
+    threshold = vs.as_retriever(search_type="similarity_score_threshold", search_kwargs={"score_threshold": 0.99})
     assert [d.page_content for d in threshold.invoke("vineyard rows")] == ["vineyard rows"]
 
     assert [d.page_content for d in vs.get_by_ids([ids[2], "nope"])] == ["harbor with fishing boats"]

@@ -53,9 +53,7 @@ def test_prepare_batch_validates_and_dedupes() -> None:
         (["a"], unit(1), [{"id": "x"}], "reserved"),
     ],
 )
-def test_prepare_batch_rejects(
-    ids: list[str], vectors: np.ndarray, metadata: list[dict], message: str
-) -> None:
+def test_prepare_batch_rejects(ids: list[str], vectors: np.ndarray, metadata: list[dict], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         prepare_batch(ids, vectors, metadata, 4)
 
@@ -72,9 +70,7 @@ def test_index_names() -> None:
 
 
 def test_factory_rejects_unknown_kind_listing_the_valid_ones() -> None:
-    with pytest.raises(
-        ValueError, match="unknown vector store kind 'faiss'; valid kinds: 'lancedb', 'astra'"
-    ):
+    with pytest.raises(ValueError, match="unknown vector store kind 'faiss'; valid kinds: 'lancedb', 'astra'"):
         open_store("faiss", name="x", dim=4)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="needs path="):
         open_store("lancedb", name="x", dim=4)
@@ -106,9 +102,7 @@ def test_astra_settings_resolution() -> None:
     from tools.stores.astra import AstraSettings
 
     astra_endpoint = "https://01234567-89ab-cdef-0123-456789abcdef-us-east1.apps.astra.datastax.com"
-    s = AstraSettings.resolve(
-        env={"ASTRA_DB_API_ENDPOINT": astra_endpoint, "ASTRA_DB_APPLICATION_TOKEN": "AstraCS:x"}
-    )
+    s = AstraSettings.resolve(env={"ASTRA_DB_API_ENDPOINT": astra_endpoint, "ASTRA_DB_APPLICATION_TOKEN": "AstraCS:x"})
     assert (s.environment, s.keyspace, s.token) == ("prod", "default_keyspace", "AstraCS:x")
     assert "AstraCS" not in repr(s)
     s = AstraSettings.resolve(
@@ -130,9 +124,7 @@ def test_importing_the_package_loads_no_backend() -> None:
         "import sys, tools.stores; "
         "print(sorted(m for m in ('lancedb', 'astrapy', 'langchain_astradb') if m in sys.modules))"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=Path.cwd()
-    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=Path.cwd())
     assert out.stdout.strip() == "[]"
 
 

@@ -28,9 +28,7 @@ def test_parse_builds_a_tree() -> None:
     assert parse_filter(None) is None
     assert parse_filter({"label": "beach"}) == Cmp("label", "eq", "beach")
     node = parse_filter({"label": {"$in": ["a", "b"]}, "year": {"$gte": 2020, "$lt": 2022}})
-    assert node == And(
-        (Cmp("label", "in", ("a", "b")), And((Cmp("year", "gte", 2020), Cmp("year", "lt", 2022))))
-    )
+    assert node == And((Cmp("label", "in", ("a", "b")), And((Cmp("year", "gte", 2020), Cmp("year", "lt", 2022)))))
     assert fields_of(node) == {"label", "year"}
 
 
