@@ -21,7 +21,6 @@ from tools.paths import resolve_roots
 from tools.stores.factory import index_registry
 from tools.training import TrainConfig
 
-SHARED_DATA = Path(__file__).resolve().parents[4] / "shared" / "data"
 _COLOURS = [(200, 180, 120), (30, 120, 40), (40, 70, 160), (150, 150, 150), (120, 60, 30), (220, 220, 60)]
 
 
@@ -45,18 +44,6 @@ def write_manifest(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
-
-
-def ucm_subset(dst: Path, *, classes: Sequence[str], per_class: int, source: str = "train.jsonl") -> Path:
-    """A manifest of the first ``per_class`` UC Merced images of each class, with absolute image paths."""
-    base = SHARED_DATA / "ucm_captions"
-    rows, seen = [], dict.fromkeys(classes, 0)
-    for line in (base / source).read_text().splitlines():
-        row = json.loads(line)
-        if row["label"] in seen and seen[row["label"]] < per_class:
-            seen[row["label"]] += 1
-            rows.append({**row, "image": str(base / row["image"]), "split": "train"})
-    return write_manifest(dst, rows)
 
 
 def make_deps(home: Path, roots: Sequence[Path], *, policy: PlannerPolicy | None = None,

@@ -128,3 +128,21 @@ def test_a_new_request_on_a_finished_thread_starts_clean(deps: AgentDeps, runner
     assert [r["action"] for r in second.results] == ["status"] and second.decisions == []
     with pytest.raises(ValueError, match="no unfinished request"):
         runner.run(None, thread_id="t5")
+
+
+def test_an_improvement_round_adds_the_steps_it_decides(deps: AgentDeps, runner: AgentRunner) -> None:
+    from tools.embedding import alias_name
+    from tools.stores.base import index_name_for_model
+
+    runner.run("ingest", thread_id="t6", intents=ingest_and_caption(deps)[:1])
+    name = index_name_for_model("skyscout-tiny")  # as if the base model's index were built: only captions lack
+    deps.catalog.upsert_index(name, model="skyscout-tiny", store="lancedb", dim=384, state="complete", count=12)
+    deps.catalog.set_alias(alias_name("lancedb"), name)
+
+    outcome = runner.run("improve", thread_id="t6", intents=[{"intent": "improve"}])
+
+    assert [(r["action"], r["status"]) for r in outcome.results] == [("improve", "ok"), ("caption_images", "ok")]
+    assert deps.catalog.count_uncaptioned() == 0
+    caption = deps.catalog.decisions(action="caption")[0]
+    assert caption["actor"] == "planner" and caption["reason"].startswith("12 accepted images have no caption")
+    assert caption["outcome"].startswith("ok: Captioned 12 of 12 images")

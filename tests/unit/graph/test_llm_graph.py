@@ -106,3 +106,23 @@ def test_a_request_the_llm_calls_unknown_is_answered_without_running_anything(de
 
     assert outcome.results[0]["status"] == "failed" and "order a pizza" in outcome.answer
     assert deps.catalog.decisions() == [] and len(llm.seen) == 1
+
+
+def test_a_run_that_fails_midway_continues_on_its_thread(deps: AgentDeps) -> None:
+    """The first model's script ends after the data agent's tool call (as if the LLM server went away)."""
+    tiles = str(deps.allowed_roots[0] / "tiles")
+    saver = InMemorySaver()
+    first = scripted(plan({"intent": "ingest", "args": {"path": tiles}, "text": "ingest"},
+                          {"intent": "status", "args": {}, "text": "status"}),
+                     calls(("ingest_images", {"path": tiles})))
+
+    failed = AgentRunner(deps, checkpointer=saver, llm=first).run("ingest, then status", thread_id="t9")
+
+    assert failed.status == "failed" and "--thread t9" in failed.answer
+    second = scripted(calls(("ingest_images", {"path": tiles})), says("Ingested the tiles."))
+    done = AgentRunner(deps, checkpointer=saver, llm=second).run(None, thread_id="t9")
+
+    assert done.status == "done" and done.resumed
+    assert [r["action"] for r in done.results] == ["ingest_images", "status"]
+    assert done.results[0]["data"]["unchanged"] == 10  # the step ran again: nothing was ingested twice
+    assert len(second.seen) == 2  # no new interpretation: the plan came from the checkpoint
