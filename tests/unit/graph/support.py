@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -38,12 +37,6 @@ def write_tiles(root: Path, counts: dict[str, int], *, size: int = 48, seed: int
             Image.fromarray(pixels).save(path)
             paths.append(path)
     return paths
-
-
-def write_manifest(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
 
 
 def make_deps(home: Path, roots: Sequence[Path], *, policy: PlannerPolicy | None = None,
