@@ -508,9 +508,10 @@ def expand(routed: Sequence[dict[str, Any]], *, policy: PlannerPolicy, message: 
 
 @dataclass
 class Turn:
-    """What the supervisor decided before the next step: where to go, and the plan/results it changed."""
+    """What the supervisor decided before the next step: where to go (None: ask it again), and the
+    plan/results it changed."""
 
-    goto: Goto
+    goto: Goto | None
     plan: list[Step]
     current: int
     results: list[StepResult] = field(default_factory=list)  # steps it skipped
@@ -637,7 +638,7 @@ class Planner:
     def apply_approval(self, plan: Sequence[Step], current: int, approved: bool | None) -> Turn:
         """Record the answer to an approval request (None: nobody was asked); a declined step is skipped,
         and so, later, are the steps that need it."""
-        turn = Turn(goto="planner", plan=[dict(s) for s in plan], current=current)  # type: ignore[misc]
+        turn = Turn(goto=None, plan=[dict(s) for s in plan], current=current)  # type: ignore[misc]
         step = turn.plan[current]
         key = "approved" if approved else "declined" if approved is False else "no_approver"
         decision = self._record(Decision(action="approved" if approved else "declined", actor="user",
@@ -859,10 +860,10 @@ def execute_plan(planner: Planner, agents: dict[str, ToolAgent], plan: Sequence[
         plan, current = turn.plan, turn.current
         results += turn.results
         decisions += turn.decisions
+        if turn.goto is None:
+            continue  # after an approval: the supervisor looks at the plan again
         if turn.goto == "finish":
             return plan, results, decisions
-        if turn.goto == "planner" and plan[current]["agent"] != "planner":
-            continue  # back from an approval: the supervisor looks at the step again
         step = plan[current]
         if step["agent"] == "planner":
             outcome = planner.run(step, results, plan)

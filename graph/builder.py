@@ -153,7 +153,7 @@ def build_graph(
             "results": results + turn.results,
             "decisions": [*state.get("decisions", []), *(_record(d) for d in turn.decisions)],
         }
-        return Command(goto=turn.goto, update=update)
+        return Command(goto=turn.goto or "finish", update=update)  # next_turn always names a node
 
     def approve_node(state: AgentState) -> dict[str, Any]:
         plan, current = state["plan"], state["current"]
