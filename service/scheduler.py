@@ -96,3 +96,31 @@ class ImprovementLoop:
 
     def stop(self) -> None:
         self._stop.set()
+
+
+def improvement_tick(ctx: Any) -> dict[str, Any]:
+    """One tick: ingest new files from the watched folders, then one planner improvement round.
+
+    ``ctx`` is a :class:`service.context.AppContext`. Returns what was ingested and the decisions taken;
+    the whole tick is recorded as an ``improve`` job.
+    """
+    from agents.planner import run_improvement_round
+    from tools.ingest import ingest_directory
+
+    settings = ctx.settings
+    watched = [Path(p) for p in settings.watch_dirs.split(":") if p.strip()]
+    with ctx.catalog.job("improve", {"watch_dirs": [str(p) for p in watched]}) as job:
+        ingested = []
+        for folder in watched:
+            if not folder.is_dir():
+                log.warning("watched folder %s does not exist; skipped", folder)
+                continue
+            report = ingest_directory(ctx.catalog, folder, allowed_roots=settings.roots, progress=False,
+                                      workers=settings.workers, max_pixels=settings.max_pixels)
+            ingested.append({"folder": str(folder), "added": report.added, "rejected": len(report.rejected)})
+        deps = ctx.agent_deps()
+        decisions = run_improvement_round(deps, llm=ctx.chat_model())
+        result = {"ingested": ingested,
+                  "decisions": [{"action": d.action, "reason": d.reason, "outcome": d.outcome} for d in decisions]}
+        ctx.catalog.update_job(job.id, result=result)
+    return result

@@ -1,0 +1,56 @@
+"""The scheduled improvement loop on real data: new files in a watched folder become searchable after a
+tick; negative feedback on search results leads to a recorded retraining decision."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from agents.planner import PlannerPolicy
+from service.commands.search import index_images
+from service.context import AppContext
+from service.scheduler import ImprovementLoop, improvement_tick
+from service.settings import Settings
+from tools.embedding import active_index
+from tools.ingest import ingest_manifest
+
+PROJECT = Path(__file__).resolve().parents[2]
+SAMPLE = PROJECT / "data" / "ucm_sample"
+
+
+def test_watched_folder_then_feedback(tmp_path: Path) -> None:
+    watch = tmp_path / "watch"
+    watch.mkdir()
+    settings = Settings(home=tmp_path / "home", data_roots=f"{tmp_path}:{PROJECT / 'data'}", watch_dirs=str(watch))
+    ctx = AppContext(settings=settings)
+    ingest_manifest(ctx.catalog, SAMPLE / "val.jsonl", allowed_roots=settings.roots, progress=False)
+    index_images(ctx, model="skyscout-tiny", store="lancedb", num_workers=0, progress=False)
+    deps = ctx.agent_deps()
+    # Approval is required for training, so the loop records its retraining decision without a long run.
+    deps.policy = PlannerPolicy(min_negative_feedback=3, require_approval=True)
+    loop = ImprovementLoop(lambda: improvement_tick(ctx), interval=3600, lock_path=settings.home / "improve.lock")
+
+    # New tiles dropped into the watched folder (uncaptioned copies of sample images, in a "beach" folder).
+    (watch / "beach").mkdir()
+    for src in sorted((SAMPLE / "images" / "beach").glob("*.jpg"))[:5]:
+        shutil.copy(src, watch / "beach" / f"new_{src.name}")
+    first = loop.run_once()
+    assert first["ingested"] == [{"folder": str(watch), "added": 5, "rejected": 0}]
+    actions = [d["action"] for d in first["decisions"]]
+    assert "caption" in actions and "reindex" in actions, first
+    new_ids = {r.id for r in ctx.catalog.iter_images() if "new_" in r.uri}
+    assert len(new_ids) == 5 and not set(ctx.catalog.images_without_caption(None)) & new_ids
+    record = active_index(ctx.catalog, "lancedb")
+    store = ctx.registry("lancedb").open(record["name"], record["dim"], create=False)
+    assert new_ids <= store.ids(), "new tiles are not in the active index after the tick"
+
+    # Users mark three results of a query as not relevant: the next tick decides to retrain.
+    for image_id in sorted(new_ids)[:3]:
+        ctx.catalog.add_feedback(image_id=image_id, relevant=False, query="harbor", query_id="q-test")
+    second = loop.run_once()
+    retrain = [d for d in second["decisions"] if d["action"] == "retrain"]
+    assert retrain and "not relevant" in retrain[0]["reason"], second
+    logged = ctx.catalog.decisions(action="retrain")
+    assert logged and logged[0]["reason"] == retrain[0]["reason"]
+    jobs = ctx.catalog.list_jobs(kind="improve")
+    assert len(jobs) == 2 and all(j.state == "succeeded" for j in jobs)
