@@ -53,7 +53,7 @@ AnnIndexType = Literal["IVF_SQ", "IVF_PQ", "IVF_HNSW_SQ"]
 ANN_INDEX_TYPES: tuple[str, ...] = ("IVF_SQ", "IVF_PQ", "IVF_HNSW_SQ")
 #: Re-ranking depth (``refine_factor``) per index type when none is given: what bench_lancedb found
 #: to reach recall@10 >= 0.95 (8-bit scalar quantization needs little; 64-byte PQ codes need a lot).
-DEFAULT_REFINE_FACTOR: dict[str, int] = {"IVF_SQ": 2, "IVF_PQ": 20, "IVF_HNSW_SQ": 5}
+DEFAULT_REFINE_FACTOR: dict[str, int] = {"IVF_SQ": 2, "IVF_PQ": 40, "IVF_HNSW_SQ": 5}
 #: Below this many rows, exact search is fast enough and an ANN index is not worth building.
 DEFAULT_ANN_THRESHOLD = 100_000
 #: Metadata columns worth a scalar index once the table is large (filtered on by the query agent).
@@ -511,7 +511,9 @@ class LanceIndexes:
         for name in sorted(self._names()):
             schema = self._db.open_table(name).schema
             if _VECTOR in schema.names and pa.types.is_fixed_size_list(schema.field(_VECTOR).type):
-                out.append(IndexInfo(name=name, dim=schema.field(_VECTOR).type.list_size, kind=self.kind))
+                out.append(
+                    IndexInfo(name=name, dim=schema.field(_VECTOR).type.list_size, kind=self.kind, metric=_METRIC)
+                )
         return out
 
     def drop(self, name: str) -> bool:
