@@ -113,6 +113,9 @@ INTENT_EXAMPLES: Final[dict[str, tuple[str, ...]]] = {
         "optimise the network weights on the new pairs",
         "retrain the image-text model",
         "train skyclip-vit-l14 with batch size 64",
+        "retrain",
+        "retrain now",
+        "re-train it",
     ),
     "evaluate": (
         "evaluate the model",
