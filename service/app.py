@@ -212,7 +212,7 @@ def create_app(settings: Settings | None = None, *, warm: bool = True,
     s = settings or load_settings()
     app = FastAPI(title="SkyScout", version="0.1.0", lifespan=lifespan,
                   description="Zero-shot search in satellite imagery, run by agents.")
-    app.add_middleware(BodySizeLimit, limit=s.max_body_bytes)  # type: ignore[arg-type]
+    app.add_middleware(BodySizeLimit, limit=s.max_body_bytes)
     _install_error_handlers(app)
     auth = [Depends(require_token)]
     errors: dict[int | str, dict[str, Any]] = {

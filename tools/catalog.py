@@ -711,7 +711,8 @@ class Catalog:
         self, job_id: str, *, done: int | None = None, total: int | None = None,
         state: JobState | None = None, result: dict[str, Any] | None = None, error: str | None = None,
     ) -> None:
-        sets, params = ["updated_at = ?"], [time.time()]
+        sets: list[str] = ["updated_at = ?"]
+        params: list[Any] = [time.time()]
         if done is not None:
             sets.append("done = ?")
             params.append(done)
@@ -738,7 +739,7 @@ class Catalog:
         return _job_from_row(rows[0]) if rows else None
 
     def list_jobs(self, kind: str | None = None, limit: int = 50) -> list[Job]:
-        sql, params = "SELECT * FROM jobs", []
+        sql, params = "SELECT * FROM jobs", list[Any]()
         if kind is not None:
             sql += " WHERE kind = ?"
             params.append(kind)

@@ -48,7 +48,7 @@ def image_metadata(img: ImageRecord) -> dict[str, Any]:
     return meta
 
 
-class _Images(torch.utils.data.Dataset[tuple[str, torch.Tensor]]):
+class _Images(torch.utils.data.Dataset[tuple[str, torch.Tensor | None]]):
     """Decodes one catalogued image per item; a file that broke since ingestion yields ``None``."""
 
     def __init__(self, records: Sequence[ImageRecord], transform: Callable[[Image.Image], torch.Tensor]) -> None:

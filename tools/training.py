@@ -753,7 +753,7 @@ def _optimizer_step(
     def encode_text(texts: torch.Tensor) -> torch.Tensor:
         if text_bank is not None:
             return text_bank[texts]
-        return net.encode_text(texts, normalize=True)  # type: ignore[no-any-return]
+        return net.encode_text(texts, normalize=True)
 
     def backward(loss: torch.Tensor) -> None:
         if scaler is not None:

@@ -29,12 +29,20 @@ class CaptionInput:
 class Captioner(Protocol):
     """Turns a batch of images into captions. One backend per caption ``source``."""
 
-    #: caption source recorded in the catalog: one of human, template, tags, blip, blip2
-    source: str
-    #: model identifier recorded with each caption (a Hub id, a local path, or a rule-set version)
-    model_id: str
-    #: whether ``CaptionInput.image`` must be filled (decoded RGB) before ``caption`` is called
-    needs_pixels: bool
+    @property
+    def source(self) -> str:
+        """Caption source recorded in the catalog: one of human, template, tags, blip, blip2."""
+        ...
+
+    @property
+    def model_id(self) -> str:
+        """Model identifier recorded with each caption (a Hub id, a local path, or a rule-set version)."""
+        ...
+
+    @property
+    def needs_pixels(self) -> bool:
+        """Whether ``CaptionInput.image`` must be filled (decoded RGB) before ``caption`` is called."""
+        ...
 
     def caption(self, batch: list[CaptionInput]) -> list[list[str]]:
         """Return, for each input, one or more captions (an empty list when it has nothing to say)."""

@@ -32,7 +32,7 @@ class TemplateCaptioner:
         self.per_image = per_image
 
     def caption(self, batch: list[CaptionInput]) -> list[list[str]]:
-        out = []
+        out: list[list[str]] = []
         for item in batch:
             name = item.label or item.folder
             if not name:
@@ -54,7 +54,7 @@ class TagsCaptioner:
         self.per_image = per_image
 
     def caption(self, batch: list[CaptionInput]) -> list[list[str]]:
-        out = []
+        out: list[list[str]] = []
         for item in batch:
             phrases = tags_to_phrases(item.tags)
             if not phrases:

@@ -72,7 +72,7 @@ def caption_images(
             if captioner.needs_pixels:
                 inputs = _with_pixels(pool, inputs, report)
             results = captioner.caption(inputs) if inputs else []
-            rows = []
+            rows: list[tuple[str, str, str, str | None]] = []
             for item, texts in zip(inputs, results, strict=True):
                 if texts:
                     report.captioned += 1

@@ -32,8 +32,7 @@ def tags_to_phrases(tags: Any) -> list[str]:
         phrases = [str(t).replace("_", " ").lower() for t in tags if str(t).strip()]
     elif isinstance(tags, str) and tags.strip():
         phrases = [t.strip().replace("_", " ").lower() for t in re.split(r"[,;|]", tags) if t.strip()]
-    seen: set[str] = set()
-    return [p for p in phrases if not (p in seen or seen.add(p))]
+    return list(dict.fromkeys(phrases))  # drop repeats, keep the first occurrence's order
 
 
 def join_phrases(phrases: list[str]) -> str:
