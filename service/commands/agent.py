@@ -38,7 +38,10 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.set_defaults(handler=cmd_ask)
 
     p = sub.add_parser("improve", parents=[common], help="run one planner improvement round")
-    p.add_argument("--once", action="store_true", help="one round, then exit (the only mode for now)")
+    p.add_argument("--once", action="store_true", help="one round, then exit (the default without --every)")
+    p.add_argument("--every", metavar="INTERVAL",
+                   help="keep running: a tick (ingest watched folders, then a planner round) every INTERVAL, "
+                        "e.g. 30m, 6h, 1d; one tick at a time across processes")
     p.add_argument("--dry-run", action="store_true", help="show the decisions; act on nothing")
     p.add_argument("--thread", help="thread id for the round (default: a new one)")
     p.set_defaults(handler=cmd_improve)
@@ -183,6 +186,8 @@ def _lazy_router() -> Any:
 
 def cmd_improve(args: argparse.Namespace) -> int:
     ctx = AppContext()
+    if args.every and not args.once:
+        return _improve_forever(ctx, args.every)
     llm = chat_model(ctx)
     deps = agent_deps(ctx)
     deps.progress = False
@@ -211,6 +216,30 @@ def cmd_improve(args: argparse.Namespace) -> int:
         print(outcome.answer or "")
         print(f"\nthread: {outcome.thread_id} ({outcome.status})")
     return 1 if outcome.status == "failed" else 0
+
+
+def _improve_forever(ctx: AppContext, every: str) -> int:
+    import logging
+
+    from service.scheduler import ImprovementLoop, improvement_tick, parse_interval
+
+    logging.getLogger("service.scheduler").setLevel(logging.INFO)
+    interval = parse_interval(every)
+
+    def tick() -> Any:
+        result = improvement_tick(ctx)
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        print(f"[{stamp}] tick: ingested {result['ingested']}; decisions: "
+              + ("; ".join(f"{d['action']} ({d['outcome']})" for d in result["decisions"]) or "none"), flush=True)
+        return result
+
+    loop = ImprovementLoop(tick, interval=interval, lock_path=ctx.settings.home / "improve.lock")
+    print(f"improvement loop: a tick every {every}; Ctrl-C stops it", flush=True)
+    try:
+        loop.run_forever()
+    except KeyboardInterrupt:
+        loop.stop()
+    return 0
 
 
 # -- decisions --------------------------------------------------------------------------------------

@@ -36,5 +36,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
             f"refusing to serve on {args.host} without SKYSCOUT_API_TOKENS: set one or more bearer tokens "
             "(comma-separated), or listen on 127.0.0.1"
         )
-    uvicorn.run(create_app(settings, warm=not args.no_warm), host=args.host, port=args.port, log_level="info")
+    app = create_app(settings, warm=not args.no_warm)
+    loop = None
+    if settings.improve_every:
+        from service.context import AppContext
+        from service.scheduler import ImprovementLoop, improvement_tick, parse_interval
+
+        ctx = AppContext(settings=settings)
+        loop = ImprovementLoop(lambda: improvement_tick(ctx), interval=parse_interval(settings.improve_every),
+                               lock_path=settings.home / "improve.lock")
+        loop.start_in_background()
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    finally:
+        if loop is not None:
+            loop.stop()
     return 0
