@@ -287,17 +287,34 @@ def create_app(settings: Settings | None = None, *, warm: bool = True,
         runner = _runner(request, ctx)
         if body.stream:
             def events() -> Any:
-                for event in runner.stream(body.message, thread_id=body.thread_id):
-                    yield f"event: {event.get('type', 'step')}\ndata: {json.dumps(event, default=str)}\n\n"
+                # One event per graph node as it finishes (the agent's step and its result), then the answer.
+                try:
+                    for update in runner.stream(body.message, thread_id=body.thread_id):
+                        for node, change in update.items():
+                            yield _sse("step", {"node": node, "update": change})
+                    yield _sse("done", runner.outcome(body.thread_id).to_dict())
+                except Exception as exc:  # noqa: BLE001 - the stream has started: report in-band, no trace
+                    log.error("chat stream on thread %s failed", body.thread_id, exc_info=exc)
+                    yield _sse("error", {"error": str(exc) if isinstance(exc, ValueError) else "internal error"})
             return StreamingResponse(events(), media_type="text/event-stream")
-        return runner.run(body.message, thread_id=body.thread_id)
+        return runner.run(body.message, thread_id=body.thread_id).to_dict()
 
     @app.post("/v1/improve", dependencies=auth, responses=errors, tags=["agents"])
-    def improve_route(request: Request, ctx: Ctx) -> dict[str, Any]:
-        runner = _runner(request, ctx)
-        return {"decisions": runner.improve()}
+    def improve_route(ctx: Ctx) -> dict[str, Any]:
+        """One improvement tick now (watched folders, then a planner round); 409 while another one runs."""
+        from service.scheduler import TickBusy, improvement_tick, tick_lock
+
+        try:
+            with tick_lock(ctx.settings.home / "improve.lock"):
+                return improvement_tick(ctx)
+        except TickBusy as exc:
+            raise HTTPException(409, str(exc)) from None
 
     return app
+
+
+def _sse(event: str, data: Any) -> str:
+    return f"event: {event}\ndata: {json.dumps(data, default=str)}\n\n"
 
 
 def _runner(request: Request, ctx: AppContext) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 
 from PIL import Image
 
@@ -63,3 +64,37 @@ def test_bad_requests_get_clear_errors_without_traces(server: LiveServer) -> Non
         assert big.status_code == 413 and "larger than" in big.json()["error"]
         for r in (big,):
             assert "Traceback" not in r.text
+
+
+def _events(text: str) -> list[tuple[str, dict]]:  # type: ignore[type-arg]
+    out = []
+    for block in text.strip().split("\n\n"):
+        lines = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
+        out.append((lines["event"], json.loads(lines["data"])))
+    return out
+
+
+def test_chat_answers_and_streams_steps_on_one_thread(server: LiveServer) -> None:
+    """The offline router and policy answer; no LLM is involved, nothing is faked."""
+    with server.client() as c:
+        r = c.post("/v1/chat", json={"thread_id": "http-chat-1", "message": "how many images do we have?"})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["status"] == "done" and body["thread_id"] == "http-chat-1" and "80" in (body["answer"] or "")
+        with c.stream("POST", "/v1/chat", json={"thread_id": "http-chat-1", "message": "find beaches",
+                                                 "stream": True}) as s:
+            assert s.status_code == 200 and s.headers["content-type"].startswith("text/event-stream")
+            events = _events(s.read().decode())
+        kinds = [e for e, _ in events]
+        assert kinds[-1] == "done" and kinds.count("step") >= 2
+        done = events[-1][1]
+        assert done["status"] == "done" and done["request"] == "find beaches"
+        searched = [r for r in done["results"] if r["action"] == "search_images"]
+        assert searched and searched[0]["status"] == "ok" and searched[0]["data"]["hits"]
+
+
+def test_improve_runs_one_tick(server: LiveServer) -> None:
+    with server.client() as c:
+        r = c.post("/v1/improve")
+        assert r.status_code == 200, r.text
+        assert "decisions" in r.json() and r.json()["ingested"] == []
