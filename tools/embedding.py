@@ -135,6 +135,7 @@ class IndexReport:
     seconds: float = 0.0
     activated: bool = False
     job_id: str | None = None
+    ann: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -197,11 +198,33 @@ def build_index(
         complete = report.count >= len(records) - len(report.failed)
         catalog.upsert_index(name, model=model_key, store=registry.kind, dim=dim,
                              state="complete" if complete else "failed", count=report.count)
-        if complete and activate:
+        catalog.update_job(job.id, result=report.to_dict() | {"failed": len(report.failed)})
+    if complete:
+        # Large tables get an approximate index before they go live (LanceDB; a no-op below its threshold).
+        report.ann = ensure_ann_index(catalog, store)
+        if activate:
             catalog.set_alias(alias_name(registry.kind), name)
             report.activated = True
-        catalog.update_job(job.id, result=report.to_dict() | {"failed": len(report.failed)})
     return report
+
+
+def ensure_ann_index(catalog: Catalog, store: VectorStore) -> dict[str, Any] | None:
+    """Build the store's approximate index as a job once it holds more rows than its exact-search threshold.
+
+    Stores without approximate indexes (Astra DB indexes every collection itself) are left alone.
+    """
+    build = getattr(store, "build_ann_index", None)
+    threshold = getattr(store, "ann_threshold", None)
+    if build is None or threshold is None or store.count() < threshold:
+        return None
+    if getattr(store, "ann_index_type", None) and not getattr(store, "unindexed_rows", lambda: 0)():
+        return None  # already indexed, nothing new since
+    with catalog.job("ann_index", {"index": store.name}) as job:
+        result = build()
+        doc = {"built": result.built, "rows": result.rows, "index_type": result.index_type,
+               "seconds": round(result.seconds, 2), "reason": result.reason}
+        catalog.update_job(job.id, result=doc)
+    return doc
 
 
 class NoIndexError(LookupError):
