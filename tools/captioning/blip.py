@@ -251,27 +251,6 @@ class BlipCaptioner(_TransformersCaptioner):
     source: ClassVar[str] = "blip"
     default_model: ClassVar[str] = "Salesforce/blip-image-captioning-base"
 
-    def __init__(
-        self,
-        model_name_or_path: str | os.PathLike[str] = "Salesforce/blip-image-captioning-base",
-        *,
-        device: str | torch.device = "auto",
-        batch_size: int = 16,
-        max_new_tokens: int = 30,
-        num_beams: int = 1,
-        prompt: str | None = None,
-        local_files_only: bool | None = None,
-    ) -> None:
-        super().__init__(
-            model_name_or_path,
-            device=device,
-            batch_size=batch_size,
-            max_new_tokens=max_new_tokens,
-            num_beams=num_beams,
-            prompt=prompt,
-            local_files_only=local_files_only,
-        )
-
     def _classes(self) -> tuple[Any, Any]:
         from transformers import BlipForConditionalGeneration, BlipProcessor
 
@@ -293,27 +272,6 @@ class Blip2Captioner(_TransformersCaptioner):
 
     source: ClassVar[str] = "blip2"
     default_model: ClassVar[str] = "Salesforce/blip2-opt-2.7b"
-
-    def __init__(
-        self,
-        model_name_or_path: str | os.PathLike[str] = "Salesforce/blip2-opt-2.7b",
-        *,
-        device: str | torch.device = "auto",
-        batch_size: int = 16,
-        max_new_tokens: int = 30,
-        num_beams: int = 1,
-        prompt: str | None = None,
-        local_files_only: bool | None = None,
-    ) -> None:
-        super().__init__(
-            model_name_or_path,
-            device=device,
-            batch_size=batch_size,
-            max_new_tokens=max_new_tokens,
-            num_beams=num_beams,
-            prompt=prompt,
-            local_files_only=local_files_only,
-        )
 
     def _classes(self) -> tuple[Any, Any]:
         from transformers import Blip2ForConditionalGeneration, Blip2Processor
