@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Reproduce a fine-tuning figure of the README: zero-shot top-1 on a val split before and after
+# fine-tuning skyscout-tiny on the matching train split, with the real CLI on a fresh SKYSCOUT_HOME.
+#
+#   scripts/finetune_eval.sh ucm_captions [EPOCHS] [LR]   # human captions (UCM-captions)
+#   scripts/finetune_eval.sh eurosat [EPOCHS] [LR]        # labels only: template captions first
+#
+# DATA (default ../shared/data) holds <name>/train.jsonl and <name>/val.jsonl. Prints a summary line.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+name=${1:?usage: scripts/finetune_eval.sh ucm_captions|eurosat [EPOCHS] [LR]}
+epochs=${2:-20}
+lr=${3:-1e-3}
+data=$(cd "${DATA:-../shared/data}" && pwd)
+export SKYSCOUT_HOME=${SKYSCOUT_HOME:-$(mktemp -d)/home}
+export SKYSCOUT_DATA_ROOTS=$data
+sky() { .venv/bin/skyscout "$@"; }
+field() { .venv/bin/python -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+
+sky ingest --manifest "$data/$name/train.jsonl" --json --no-progress | field 'd["added"], "added"'
+sky ingest --manifest "$data/$name/val.jsonl" --json --no-progress | field 'd["added"], "added"'
+sky caption --captioner template --only-uncaptioned --json --no-progress | field 'd["captioned"], "template-captioned"'
+ds=$(sky dataset create --source "$name" --use-manifest-split --val 0 --test 0 --json | field 'd["id"]')
+before=$(sky eval --model skyscout-tiny --dataset "$ds" --split val --json | field 'd["zeroshot"]["top1"]')
+start=$(date +%s)
+train=$(sky train --model skyscout-tiny --dataset "$ds" --freeze text --epochs "$epochs" --lr "$lr" \
+        --batch-size 64 --json --no-progress)
+minutes=$(( ($(date +%s) - start) / 60 ))
+mv=$(echo "$train" | field 'd["model_version"]')
+after=$(sky eval --model "$mv" --dataset "$ds" --split val --json | field 'd["zeroshot"]["top1"]')
+echo "$name: zero-shot top-1 on val: before $before, after $after (model $mv, $epochs epochs, lr $lr, training ${minutes} min; home $SKYSCOUT_HOME)"
