@@ -217,8 +217,7 @@ def _with_folder_label(item: IngestItem, root: Path) -> IngestItem:
     return item
 
 
-def _examine(item: IngestItem, known_uris: dict[str, str], known_ids: set[str], max_pixels: int,
-             allowed_roots: Sequence[Path]) -> _Outcome:
+def _examine(item: IngestItem, known_ids: set[str], max_pixels: int, allowed_roots: Sequence[Path]) -> _Outcome:
     """Read, hash and (when the content is new) decode one file. Runs in a worker thread."""
     try:
         real = check_allowed(item.path, allowed_roots)
@@ -258,7 +257,7 @@ def _ingest(
             for start in range(0, len(items), batch):
                 chunk = items[start:start + batch]
                 outcomes = list(pool.map(
-                    lambda it: _examine(it, known_uris, known_ids, max_pixels, allowed_roots), chunk
+                    lambda it: _examine(it, known_ids, max_pixels, allowed_roots), chunk
                 ))
                 _record(catalog, outcomes, report, known_uris, known_ids, seen_in_run)
                 report.scanned += len(chunk)

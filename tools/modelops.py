@@ -9,7 +9,6 @@ This module joins the catalog (dataset versions, model versions, evaluations) to
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -239,6 +238,3 @@ def headline(metrics: dict[str, Any]) -> dict[str, float]:
             out[f"{kind}_mean_recall"] = float(metrics[kind]["mean_recall"])
     return out
 
-
-def dump(obj: Any) -> str:
-    return json.dumps(obj, indent=2, default=float)
