@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from typing import TYPE_CHECKING, Any
@@ -52,38 +51,17 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.set_defaults(handler=cmd_decisions)
 
 
-# -- wiring (AppContext builds these once they exist there; the fallbacks read the same settings) ----------
+# -- wiring ---------------------------------------------------------------------------------------------
 
 
 def agent_deps(ctx: AppContext) -> AgentDeps:
-    """The agents' dependencies: ``AppContext.agent_deps()`` when it exists, else built from the settings."""
-    factory = getattr(ctx, "agent_deps", None)
-    if callable(factory):
-        return factory()
-    from agents.deps import AgentDeps
-    from tools.stores.factory import index_registry
-
-    s = ctx.settings
-    indexes_dir = s.indexes_dir
-    return AgentDeps(
-        catalog=ctx.catalog, allowed_roots=s.roots, models_dir=s.models_dir, cache_dir=s.cache_dir,
-        open_registry=lambda kind: index_registry(kind, path=indexes_dir),  # type: ignore[arg-type]
-        device=s.device, captioner=s.captioner, workers=s.workers,
-    )
+    """The agents' dependencies, built once by the context (shared model cache and store registries)."""
+    return ctx.agent_deps()
 
 
 def chat_model(ctx: AppContext) -> BaseChatModel | None:
-    """The chat model (``AppContext.chat_model()``, else SKYSCOUT_LLM[_BASE_URL|_API_KEY]); None offline."""
-    factory = getattr(ctx, "chat_model", None)
-    if callable(factory):
-        return factory()
-    from agents.llm import create_chat_model
-
-    s = ctx.settings
-    spec = getattr(s, "llm", None) or os.environ.get("SKYSCOUT_LLM")
-    base_url = getattr(s, "llm_base_url", None) or os.environ.get("SKYSCOUT_LLM_BASE_URL")
-    api_key = getattr(s, "llm_api_key", None) or os.environ.get("SKYSCOUT_LLM_API_KEY")
-    return create_chat_model(spec, base_url=base_url, api_key=api_key)
+    """The configured chat model (SKYSCOUT_LLM[_BASE_URL|_API_KEY]); None for the offline router."""
+    return ctx.chat_model()
 
 
 def _checkpoint_path(ctx: AppContext) -> Any:
