@@ -23,8 +23,9 @@ def main(argv: list[str]) -> int:
     if "--list" in argv:
         print("\n".join(BENCHES))
         return 0
-    names = [a for a in argv if not a.startswith("-")] or QUICK
-    rest = [a for a in argv if a.startswith("-")]
+    first_option = next((i for i, a in enumerate(argv) if a.startswith("-")), len(argv))
+    names = argv[:first_option] or QUICK
+    rest = argv[first_option:]
     for name in names:
         if name not in BENCHES:
             print(f"unknown benchmark {name!r}; valid: {', '.join(BENCHES)}", file=sys.stderr)

@@ -33,9 +33,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument(
         "--data", type=Path, default=SHARED if SHARED.is_dir() else PROJECT / "data" / "ucm_sample"
     )
-    ap.add_argument("--limit", type=int, default=512, help="images to embed")
+    ap.add_argument("--limit", type=int, default=1024, help="images to embed")
     ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--workers", type=int, default=1, help="DataLoader decoding processes")
+    ap.add_argument("--workers", type=int, default=0,
+                    help="DataLoader decoding processes (0: one decoding thread overlapping the model)")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         loaded = load_model(args.model, cache_dir=Path(tmp) / "cache")

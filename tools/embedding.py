@@ -51,9 +51,11 @@ def image_metadata(img: ImageRecord) -> dict[str, Any]:
 class _Images(torch.utils.data.Dataset[tuple[str, torch.Tensor | None]]):
     """Decodes one catalogued image per item; a file that broke since ingestion yields ``None``."""
 
-    def __init__(self, records: Sequence[ImageRecord], transform: Callable[[Image.Image], torch.Tensor]) -> None:
+    def __init__(self, records: Sequence[ImageRecord], transform: Callable[[Image.Image], torch.Tensor],
+                 min_size: int | None = None) -> None:
         self.records = list(records)
         self.transform = transform
+        self.min_size = min_size
 
     def __len__(self) -> int:
         return len(self.records)
@@ -61,7 +63,7 @@ class _Images(torch.utils.data.Dataset[tuple[str, torch.Tensor | None]]):
     def __getitem__(self, i: int) -> tuple[str, torch.Tensor | None]:
         rec = self.records[i]
         try:
-            return rec.id, self.transform(load_rgb(rec.uri))
+            return rec.id, self.transform(load_rgb(rec.uri, min_size=self.min_size))
         except Exception:  # noqa: BLE001 - reported by the collate step as a failed image
             return rec.id, None
 
@@ -76,13 +78,19 @@ def _collate(batch: list[tuple[str, torch.Tensor | None]]) -> tuple[list[str], t
 
 def dataloader_reader(
     transform: Callable[[Image.Image], torch.Tensor], *, batch_size: int = 64, num_workers: int = 2,
-    failed: list[str] | None = None,
+    failed: list[str] | None = None, min_size: int | None = None,
 ) -> Reader:
-    """The default reader: a DataLoader with ``num_workers`` decoding processes."""
+    """The default reader: a DataLoader with ``num_workers`` decoding processes.
+
+    ``min_size`` (the model's input size) lets JPEGs decode at a reduced scale; see :func:`load_rgb`.
+    """
 
     def read(records: Sequence[ImageRecord]) -> Iterator[Batch]:
+        if num_workers == 0:
+            yield from _threaded_batches(_Images(records, transform, min_size), batch_size, failed)
+            return
         loader = torch.utils.data.DataLoader(
-            _Images(records, transform), batch_size=batch_size, num_workers=num_workers,
+            _Images(records, transform, min_size), batch_size=batch_size, num_workers=num_workers,
             collate_fn=_collate, persistent_workers=False, prefetch_factor=4 if num_workers else None,
             # forkserver: workers must not inherit the vector store's runtime threads (LanceDB warns on fork).
             multiprocessing_context="forkserver" if num_workers else None,
@@ -94,6 +102,30 @@ def dataloader_reader(
                 yield ids, pixels
 
     return read
+
+
+def _threaded_batches(images: _Images, batch_size: int, failed: list[str] | None) -> Iterator[Batch]:
+    """Decode the next batch in a thread while the caller embeds the current one.
+
+    On a machine with few cores this beats worker processes: no process start-up, and Pillow releases the
+    GIL while it decodes and resizes, so decoding overlaps the model's own threads.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    def load(start: int) -> tuple[list[str], torch.Tensor | None, list[str]]:
+        return _collate([images[i] for i in range(start, min(start + batch_size, len(images)))])
+
+    starts = list(range(0, len(images), batch_size))
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(load, starts[0]) if starts else None
+        for k in range(len(starts)):
+            assert pending is not None
+            ids, pixels, bad = pending.result()
+            pending = pool.submit(load, starts[k + 1]) if k + 1 < len(starts) else None
+            if failed is not None:
+                failed.extend(bad)
+            if pixels is not None:
+                yield ids, pixels
 
 
 def model_embedder(model: Any, *, device: str = "cpu") -> Embedder:
@@ -188,7 +220,7 @@ def build_index(
             catalog.update_job(job.id, done=done)
 
         reader = reader or dataloader_reader(transform, batch_size=batch_size, num_workers=num_workers,
-                                             failed=report.failed)
+                                             failed=report.failed, min_size=_input_size(model))
         embedder = embedder or model_embedder(model, device=device)
         writer = store_writer(store, {r.id: image_metadata(r) for r in todo})
         report.embedded = run_pipeline(todo, reader=reader, embedder=embedder, writer=writer, on_batch=step)
@@ -225,6 +257,14 @@ def ensure_ann_index(catalog: Catalog, store: VectorStore) -> dict[str, Any] | N
                "seconds": round(result.seconds, 2), "reason": result.reason}
         catalog.update_job(job.id, result=doc)
     return doc
+
+
+def _input_size(model: Any) -> int | None:
+    """The square input size of an open_clip image tower, when it says."""
+    size = getattr(getattr(model, "visual", None), "image_size", None)
+    if isinstance(size, tuple | list):
+        size = max(size)
+    return int(size) if isinstance(size, int) else None
 
 
 class NoIndexError(LookupError):
