@@ -8,6 +8,7 @@ stack trace.
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import io
 import json
@@ -25,6 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.context import AppContext
 from service.settings import Settings, load_settings
+from tools.search import SearchHit
 
 log = logging.getLogger(__name__)
 
@@ -61,18 +63,11 @@ class SearchRequest(BaseModel):
         return self
 
 
-class Hit(BaseModel):
-    rank: int
-    image_id: str
-    score: float
-    uri: str | None
-    label: str | None
-    labels: list[str]
-    captions: list[str]
-    source: str | None
-    bounds: list[float] | None
-    crs: str | None
-    thumbnail: str
+@dataclasses.dataclass
+class Hit(SearchHit):
+    """A search hit as the API returns it: the Query agent's hit plus where to fetch its thumbnail."""
+
+    thumbnail: str = ""
 
 
 class SearchResponse(BaseModel):
@@ -234,7 +229,7 @@ def create_app(settings: Settings | None = None, *, warm: bool = True,
                             filter=dict(body.filters) or None, min_score=body.min_score)
         result = run_search(ctx, query)
         return SearchResponse(query_id=result.query_id, index=result.index, hits=[
-            Hit(**h.__dict__, thumbnail=f"/v1/images/{h.image_id}/thumbnail") for h in result.hits])
+            Hit(**dataclasses.asdict(h), thumbnail=f"/v1/images/{h.image_id}/thumbnail") for h in result.hits])
 
     @app.post("/v1/feedback", response_model=FeedbackResponse, dependencies=auth, responses=errors,
               tags=["search"])
