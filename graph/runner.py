@@ -48,9 +48,8 @@ def default_checkpoint_path(home: Path) -> Path:
     return Path(home) / CHECKPOINT_FILE
 
 
-@contextmanager
-def sqlite_checkpointer(path: Path) -> Iterator[SqliteSaver]:
-    """A ``SqliteSaver`` on ``path`` (created with its tables if missing), closed on exit."""
+def open_sqlite_checkpointer(path: Path) -> SqliteSaver:
+    """A ``SqliteSaver`` on ``path`` (created with its tables if missing), for a process-long runner."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
@@ -58,9 +57,20 @@ def sqlite_checkpointer(path: Path) -> Iterator[SqliteSaver]:
         conn.execute("PRAGMA journal_mode=WAL")
         saver = SqliteSaver(conn)
         saver.setup()
+    except BaseException:
+        conn.close()
+        raise
+    return saver
+
+
+@contextmanager
+def sqlite_checkpointer(path: Path) -> Iterator[SqliteSaver]:
+    """A ``SqliteSaver`` on ``path`` (created with its tables if missing), closed on exit."""
+    saver = open_sqlite_checkpointer(path)
+    try:
         yield saver
     finally:
-        conn.close()
+        saver.conn.close()
 
 
 def new_thread_id() -> str:

@@ -335,32 +335,24 @@ def status_document(ctx: AppContext) -> dict[str, Any]:
     return doc
 
 
+def _replying(status: int) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
+    async def handler(_: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=status)
+
+    return handler
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     from tools.embedding import NoIndexError
     from tools.search import QueryError
-
-    def reply(status: int, message: str) -> JSONResponse:
-        return JSONResponse({"error": message}, status_code=status)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
 
-    @app.exception_handler(QueryError)
-    async def query_error(_: Request, exc: QueryError) -> JSONResponse:
-        return reply(400, str(exc))
-
-    @app.exception_handler(NoIndexError)
-    async def no_index(_: Request, exc: NoIndexError) -> JSONResponse:
-        return reply(409, str(exc))
-
-    @app.exception_handler(LookupError)
-    async def lookup_error(_: Request, exc: LookupError) -> JSONResponse:
-        return reply(404, str(exc))
-
-    @app.exception_handler(ValueError)
-    async def value_error(_: Request, exc: ValueError) -> JSONResponse:
-        return reply(400, str(exc))
+    # Errors our tools raise on purpose carry a message for the caller (Starlette matches the closest class).
+    for exc_class, status in ((QueryError, 400), (NoIndexError, 409), (LookupError, 404), (ValueError, 400)):
+        app.add_exception_handler(exc_class, _replying(status))
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:

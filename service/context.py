@@ -69,20 +69,11 @@ class AppContext:
 
     def agent_runner(self) -> Any:
         """The compiled agent graph with a SqliteSaver checkpointer in SKYSCOUT_HOME (kept open for the process)."""
-        import sqlite3
-
-        from langgraph.checkpoint.sqlite import SqliteSaver
-
-        from graph.runner import AgentRunner, default_checkpoint_path
+        from graph.runner import AgentRunner, default_checkpoint_path, open_sqlite_checkpointer
 
         with self._lock:
             if "runner" not in self._models:
-                path = default_checkpoint_path(self.settings.home)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                conn = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
-                conn.execute("PRAGMA journal_mode=WAL")
-                saver = SqliteSaver(conn)
-                saver.setup()
+                saver = open_sqlite_checkpointer(default_checkpoint_path(self.settings.home))
                 runner = AgentRunner(self._models.get("deps") or self._build_agent_deps(), checkpointer=saver,
                                      llm=self.chat_model())
                 self._models["deps"] = runner.deps

@@ -54,6 +54,20 @@ def _round_up(n: int, multiple: int) -> int:
     return -(-n // multiple) * multiple
 
 
+def _tiny_vision_config(image_size: int, hidden_size: int, num_layers: int, num_heads: int) -> dict[str, Any]:
+    """The shared tiny ViT vision config of the BLIP and BLIP-2 test models."""
+    return {
+        "image_size": image_size,
+        "patch_size": 16,
+        "hidden_size": hidden_size,
+        "intermediate_size": 2 * hidden_size,
+        "num_hidden_layers": num_layers,
+        "num_attention_heads": num_heads,
+        # the real default (1e-10) would make every image embed alike; we want captions that differ
+        "initializer_range": 0.02,
+    }
+
+
 def build_tiny_blip(
     out_dir: str | Path,
     *,
@@ -97,16 +111,7 @@ def build_tiny_blip(
     processor = BlipProcessor(image_processor=image_processor, tokenizer=tokenizer)
 
     config = BlipConfig(
-        vision_config={
-            "image_size": image_size,
-            "patch_size": 16,
-            "hidden_size": hidden_size,
-            "intermediate_size": 2 * hidden_size,
-            "num_hidden_layers": num_layers,
-            "num_attention_heads": num_heads,
-            # the real default (1e-10) would make every image embed alike; we want captions that differ
-            "initializer_range": 0.02,
-        },
+        vision_config=_tiny_vision_config(image_size, hidden_size, num_layers, num_heads),
         text_config={
             "vocab_size": len(vocab_tokens),
             "hidden_size": hidden_size,
@@ -215,15 +220,7 @@ def build_tiny_blip2(
     image_token_id = tokenizer.convert_tokens_to_ids(processor.image_token.content)
 
     config = Blip2Config(
-        vision_config={
-            "image_size": image_size,
-            "patch_size": 16,
-            "hidden_size": hidden_size,
-            "intermediate_size": 2 * hidden_size,
-            "num_hidden_layers": num_layers,
-            "num_attention_heads": num_heads,
-            "initializer_range": 0.02,
-        },
+        vision_config=_tiny_vision_config(image_size, hidden_size, num_layers, num_heads),
         qformer_config={
             "vocab_size": 32,
             "hidden_size": hidden_size,
