@@ -13,6 +13,7 @@ BENCHES = {
     "training": "bench.bench_training",
     "embedding": "bench.bench_embedding",
     "lancedb": "bench.bench_lancedb",
+    "gpu": "bench.bench_gpu",
 }
 QUICK = ["ingest", "training", "embedding", "lancedb"]
 #: arguments for each benchmark when several run in one go (`make bench`): minutes, not hours
