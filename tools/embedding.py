@@ -78,22 +78,25 @@ def _collate(batch: list[tuple[str, torch.Tensor | None]]) -> tuple[list[str], t
 
 def dataloader_reader(
     transform: Callable[[Image.Image], torch.Tensor], *, batch_size: int = 64, num_workers: int = 2,
-    failed: list[str] | None = None, min_size: int | None = None,
+    failed: list[str] | None = None, min_size: int | None = None, pin_memory: bool = False,
 ) -> Reader:
     """The default reader: a DataLoader with ``num_workers`` decoding processes.
 
     ``min_size`` (the model's input size) lets JPEGs decode at a reduced scale; see :func:`load_rgb`.
+    ``pin_memory`` (for a CUDA embedder) makes the host-to-device copy asynchronous.
     """
 
     def read(records: Sequence[ImageRecord]) -> Iterator[Batch]:
         if num_workers == 0:
             yield from _threaded_batches(_Images(records, transform, min_size), batch_size, failed)
             return
+        _preload_forkserver(transform)
         loader = torch.utils.data.DataLoader(
             _Images(records, transform, min_size), batch_size=batch_size, num_workers=num_workers,
             collate_fn=_collate, persistent_workers=False, prefetch_factor=4 if num_workers else None,
             # forkserver: workers must not inherit the vector store's runtime threads (LanceDB warns on fork).
             multiprocessing_context="forkserver" if num_workers else None,
+            pin_memory=pin_memory,
         )
         for ids, pixels, bad in loader:
             if failed is not None:
@@ -102,6 +105,28 @@ def dataloader_reader(
                 yield ids, pixels
 
     return read
+
+
+#: Imported once by the forkserver process, so that each DataLoader worker forks with them in memory.
+_FORKSERVER_PRELOAD = ["__main__", "torch", "numpy", "PIL.Image", "tools.imageio", "tools.embedding"]
+
+
+def _preload_forkserver(transform: Callable[..., Any]) -> None:
+    """Have the forkserver import torch and the transform's modules before it forks any worker.
+
+    Without this, every worker of every run imports torch (and open_clip, through the pickled transform)
+    on its own: on a 16-core GPU machine, 14 workers importing at once cost minutes per indexing run
+    (measured 46 images/s end to end for ViT-B-32 on an H200 whose model alone did 20,000). The preload
+    list only takes effect before the forkserver first starts; later calls are no-ops.
+    """
+    import multiprocessing
+
+    modules = list(_FORKSERVER_PRELOAD)
+    for part in getattr(transform, "transforms", [transform]):
+        module = type(part).__module__
+        if module and module != "builtins" and module not in modules:
+            modules.append(module)
+    multiprocessing.get_context("forkserver").set_forkserver_preload(modules)
 
 
 def _threaded_batches(images: _Images, batch_size: int, failed: list[str] | None) -> Iterator[Batch]:
@@ -220,7 +245,8 @@ def build_index(
             catalog.update_job(job.id, done=done)
 
         reader = reader or dataloader_reader(transform, batch_size=batch_size, num_workers=num_workers,
-                                             failed=report.failed, min_size=_input_size(model))
+                                             failed=report.failed, min_size=_input_size(model),
+                                             pin_memory=str(device).startswith("cuda"))
         embedder = embedder or model_embedder(model, device=device)
         writer = store_writer(store, {r.id: image_metadata(r) for r in todo})
         report.embedded = run_pipeline(todo, reader=reader, embedder=embedder, writer=writer, on_batch=step)
