@@ -75,6 +75,30 @@ def test_index_then_search_with_filters_and_negatives(tiny, catalog: Catalog, tm
         search(Query(k=3), store=store, catalog=catalog, encode_text=enc)
 
 
+def test_worker_process_reader_matches_threaded_reader(tiny, catalog: Catalog) -> None:  # type: ignore[no-untyped-def]
+    """The DataLoader reader (forkserver workers, preloaded modules) yields the same pixels as the threaded one."""
+    import numpy as np
+
+    from tools.embedding import dataloader_reader, model_embedder, run_pipeline
+
+    records = list(catalog.iter_images())[:24]
+    embed = model_embedder(tiny.model)
+    vectors: dict[int, dict[str, np.ndarray]] = {}
+    for workers in (0, 2):
+        got: dict[str, np.ndarray] = {}
+
+        def write(ids: list[str], v: np.ndarray, got: dict[str, np.ndarray] = got) -> int:
+            got.update(zip(ids, v, strict=True))
+            return len(ids)
+
+        reader = dataloader_reader(tiny.preprocess_val, batch_size=10, num_workers=workers)
+        assert run_pipeline(records, reader=reader, embedder=embed, writer=write) == 24
+        vectors[workers] = got
+    assert vectors[0].keys() == vectors[2].keys() == {r.id for r in records}
+    for image_id, v in vectors[0].items():
+        np.testing.assert_allclose(vectors[2][image_id], v, atol=1e-5)
+
+
 def test_searches_keep_working_while_a_new_index_is_built(tiny, catalog: Catalog, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     registry = index_registry("lancedb", path=tmp_path / "idx")
     first = build_index(catalog, registry, model_key="skyscout-tiny", model=tiny.model,
