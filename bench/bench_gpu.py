@@ -161,7 +161,7 @@ def bench_train_pipeline(arch: str, args: argparse.Namespace, device: torch.devi
 def bench_embed(arch: str, args: argparse.Namespace, device: torch.device) -> tuple[float, float, int]:
     model, pre_val, _ = create(arch, args.image_size)
     rows = sample_rows()
-    records = [Record(f"{i}", str(SAMPLE / rows[i % len(rows)]["image"])) for i in range(args.embed_images)]
+    records: list[Any] = [Record(f"{i}", str(SAMPLE / rows[i % len(rows)]["image"])) for i in range(args.embed_images)]
     embed = model_embedder(model, device=str(device))
     # bare: encode_image under fp16 autocast on a batch already on the device
     pixels = torch.stack([pre_val(load_rgb(SAMPLE / r["image"])) for r in rows[: args.batch_size]])

@@ -47,12 +47,13 @@ from tools.training import TrainConfig, TrainItem, build_optimizer, train  # noq
 
 UCM = ROOT.parent / "shared" / "data" / "ucm_captions"
 
-# The shape of skyscout-tiny (ViT 128/16 x6 at width 256; a 6-layer, 384-wide text tower, context 64),
+# The shape of skyscout-tiny (a 64 px ResNet-18 image tower; a 6-layer, 384-wide text tower, context 64),
 # with open_clip's own text transformer so that the bench needs no pretrained files.
 BENCH_ARCH = "skyscout-bench-small"
 BENCH_CONFIG: dict[str, Any] = {
     "embed_dim": 384,
-    "vision_cfg": {"image_size": 128, "patch_size": 16, "width": 256, "head_width": 64, "layers": 6},
+    "vision_cfg": {"timm_model_name": "resnet18", "timm_model_pretrained": False, "timm_pool": "avg",
+                   "timm_proj": "linear", "image_size": 64},
     "text_cfg": {"context_length": 64, "vocab_size": 49408, "width": 384, "heads": 6, "layers": 6},
 }
 

@@ -2,15 +2,16 @@
 # Reproduce a fine-tuning figure of the README: zero-shot top-1 on a val split before and after
 # fine-tuning skyscout-tiny on the matching train split, with the real CLI on a fresh SKYSCOUT_HOME.
 #
-#   scripts/finetune_eval.sh ucm_captions [EPOCHS] [LR]   # human captions (UCM-captions)
-#   scripts/finetune_eval.sh eurosat [EPOCHS] [LR]        # labels only: template captions first
+#   scripts/finetune_eval.sh ucm_captions [TRAIN OPTIONS]   # human captions (UCM-captions)
+#   scripts/finetune_eval.sh eurosat [TRAIN OPTIONS]        # labels only: template captions first
+#
+# TRAIN OPTIONS go to `skyscout train` (e.g. --epochs 3); without them it uses skyscout-tiny's recipe.
 #
 # DATA (default ../shared/data) holds <name>/train.jsonl and <name>/val.jsonl. Prints a summary line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-name=${1:?usage: scripts/finetune_eval.sh ucm_captions|eurosat [EPOCHS] [LR]}
-epochs=${2:-20}
-lr=${3:-1e-3}
+name=${1:?usage: scripts/finetune_eval.sh ucm_captions|eurosat [TRAIN OPTIONS]}
+shift
 data=$(cd "${DATA:-../shared/data}" && pwd)
 export SKYSCOUT_HOME=${SKYSCOUT_HOME:-$(mktemp -d)/home}
 export SKYSCOUT_DATA_ROOTS=$data
@@ -23,9 +24,9 @@ sky caption --captioner template --only-uncaptioned --json --no-progress | field
 ds=$(sky dataset create --source "$name" --use-manifest-split --val 0 --test 0 --json | field 'd["id"]')
 before=$(sky eval --model skyscout-tiny --dataset "$ds" --split val --json | field 'd["zeroshot"]["top1"]')
 start=$(date +%s)
-train=$(sky train --model skyscout-tiny --dataset "$ds" --freeze text --epochs "$epochs" --lr "$lr" \
-        --batch-size 64 --json --no-progress)
-minutes=$(( ($(date +%s) - start) / 60 ))
+train=$(sky train --model skyscout-tiny --dataset "$ds" --json --no-progress "$@")
+seconds=$(( $(date +%s) - start ))
 mv=$(echo "$train" | field 'd["model_version"]')
 after=$(sky eval --model "$mv" --dataset "$ds" --split val --json | field 'd["zeroshot"]["top1"]')
-echo "$name: zero-shot top-1 on val: before $before, after $after (model $mv, $epochs epochs, lr $lr, training ${minutes} min; home $SKYSCOUT_HOME)"
+config=$(echo "$train" | field '", ".join(f"{k} {v}" for k, v in d["config"].items() if k in ("epochs", "batch_size", "lr", "freeze", "batch_order"))' 2>/dev/null || echo "")
+echo "$name: zero-shot top-1 on val: before $before, after $after (model $mv; ${config}; skyscout train took ${seconds} s; home $SKYSCOUT_HOME)"

@@ -10,7 +10,7 @@ This module joins the catalog (dataset versions, model versions, evaluations) to
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from tools.augment import AugmentConfig
 from tools.captioning.text import humanize_label
 from tools.catalog import Catalog
 from tools.datasets import PairItem, resolve_dataset, split_items
@@ -29,7 +30,7 @@ from tools.evaluation import (
     zero_shot_accuracy,
     zero_shot_classifier,
 )
-from tools.models import LoadedModel, load_model, save_checkpoint
+from tools.models import TINY_ARCH, LoadedModel, load_model, save_checkpoint
 from tools.templates import REMOTE_SENSING_TEMPLATES
 from tools.training import TrainConfig, TrainItem, TrainResult, train
 
@@ -80,6 +81,46 @@ def pick_device(device: str) -> str:
 
 # -- fine-tuning ------------------------------------------------------------------------------------
 
+#: Fine-tuning defaults for ``skyscout-tiny`` (and versions trained from it): its ResNet-18 image tower
+#: learns from scratch against the frozen MiniLM text tower. Small batches with repeated captions spread
+#: apart (one image per scene type where the data allows), strong augmentation against over-fitting
+#: 1,300 images, and 40 epochs: UC Merced zero-shot top-1 0.03 -> above 0.70 in under 15 minutes on two
+#: CPU cores (README, "Measured here"). Explicit options override each value.
+TINY_RECIPE: dict[str, Any] = {
+    "epochs": 40, "sample_budget": 60_000, "batch_size": 16, "lr": 1e-3, "weight_decay": 0.05, "warmup_fraction": 0.05,
+    "freeze": "text", "batch_order": "spread_captions",
+    "augment": {"scale": (0.35, 1.0), "hflip": True, "color_jitter": 0.3, "color_jitter_p": 1.0},
+}
+#: Defaults for pretrained CLIP models (SkyCLIP, RemoteCLIP, open_clip tags): a short, gentle fine-tune
+#: with SkyScript's augmentations (:class:`tools.augment.AugmentConfig`'s defaults).
+PRETRAINED_RECIPE: dict[str, Any] = {
+    "epochs": 5, "batch_size": 64, "lr": 5e-4, "weight_decay": 0.1, "warmup_fraction": 0.1,
+    "batch_order": "spread_captions",
+}
+
+
+def recipe_for(arch: str | None) -> dict[str, Any]:
+    """The fine-tuning defaults for a model architecture (see :data:`TINY_RECIPE`)."""
+    return dict(TINY_RECIPE if arch == TINY_ARCH else PRETRAINED_RECIPE)
+
+
+def train_config(arch: str | None, overrides: Mapping[str, Any] | None = None, n_items: int | None = None
+                 ) -> TrainConfig:
+    """A :class:`TrainConfig`: the architecture's recipe with ``overrides`` applied on top.
+
+    ``overrides["augment"]`` may name single augmentation options; the others keep the recipe's values.
+    A recipe's ``sample_budget`` (with ``n_items``, the training set's size) lowers its epoch count on large
+    datasets, so that the default run stays about as long as on UC Merced (skyscout-tiny: 40 epochs of
+    1,282 images; 6 of EuroSAT's 10,000); an explicit ``epochs`` wins.
+    """
+    values = recipe_for(arch)
+    budget = values.pop("sample_budget", None)
+    if budget is not None and n_items:
+        values["epochs"] = max(1, min(int(values["epochs"]), int(budget) // n_items))
+    extra = dict(overrides or {})
+    augment = {**AugmentConfig().as_kwargs(), **values.pop("augment", {}), **extra.pop("augment", {})}
+    return TrainConfig(**{**values, **extra}, augment=AugmentConfig(**augment))
+
 
 def training_items(catalog: Catalog, dataset_id: str, *, caption_sources: Sequence[str] | None = None
                    ) -> list[TrainItem]:
@@ -89,19 +130,24 @@ def training_items(catalog: Catalog, dataset_id: str, *, caption_sources: Sequen
 
 
 def finetune(
-    catalog: Catalog, *, model: str | None, dataset: str | None, config: TrainConfig, models_dir: Path,
+    catalog: Catalog, *, model: str | None, dataset: str | None, config: TrainConfig | Mapping[str, Any] | None,
+    models_dir: Path,
     cache_dir: Path, device: str = "auto", caption_sources: Sequence[str] | None = None,
     resume_dir: Path | None = None, progress: bool = True,
     on_step: Callable[[Any], bool | None] | None = None,
 ) -> dict[str, Any]:
     """Fine-tune ``model`` on a dataset version's train split; the result is a *candidate* model version.
 
-    Checkpoints go to ``models_dir/runs/<run>``; ``resume_dir`` continues such a run exactly.
+    ``config`` is a complete :class:`TrainConfig`, or options (a mapping, possibly empty) that override
+    the model's recipe (:func:`train_config`). Checkpoints go to ``models_dir/runs/<run>``;
+    ``resume_dir`` continues such a run exactly.
     """
     device = pick_device(device)
     ds = resolve_dataset(catalog, dataset)
     resolved, loaded = load_resolved(catalog, model, cache_dir=cache_dir, device=device)
     items = training_items(catalog, ds["id"], caption_sources=caption_sources)
+    if not isinstance(config, TrainConfig):
+        config = train_config(loaded.arch, config, n_items=len(items))
     if len(items) < config.effective_batch_size:
         raise ValueError(
             f"dataset {ds['id']} has {len(items)} captioned training images, fewer than one batch "
@@ -135,7 +181,7 @@ def finetune(
         )
         catalog.update_job(job.id, result={"model_version": model_id, **summary})
         return {"completed": True, "model_version": model_id, "run_dir": str(run_dir), "job_id": job.id,
-                "dataset": ds["id"], "base": resolved.spec, **summary}
+                "dataset": ds["id"], "base": resolved.spec, "config": config.model_dump(mode="json"), **summary}
 
 
 # -- evaluation -------------------------------------------------------------------------------------

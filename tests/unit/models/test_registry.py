@@ -68,7 +68,7 @@ def test_list_presets_reports_dims_and_availability(tmp_path: Path) -> None:
     rows = {r["name"]: r for r in list_presets(tmp_path)}
     assert set(rows) == set(PRESETS)
     assert rows["skyscout-tiny"]["weights_available"] is True
-    assert rows["skyscout-tiny"]["embed_dim"] == 384 and rows["skyscout-tiny"]["image_size"] == 128
+    assert rows["skyscout-tiny"]["embed_dim"] == 384 and rows["skyscout-tiny"]["image_size"] == 64
     assert rows["skyclip-vit-b32"]["embed_dim"] == 512 and rows["skyclip-vit-b32"]["image_size"] == 224
     assert rows["skyclip-vit-l14"]["embed_dim"] == 768
     assert rows["skyclip-vit-b32"]["weights_available"] is False

@@ -48,7 +48,7 @@ def tiny(cache_dir: Path) -> LoadedModel:
 
 def test_tiny_architecture(tiny: LoadedModel) -> None:
     assert (tiny.name, tiny.arch, tiny.weights) == ("skyscout-tiny", TINY_ARCH, "built")
-    assert (tiny.embed_dim, tiny.image_size, tiny.context_length) == (384, 128, 64)
+    assert (tiny.embed_dim, tiny.image_size, tiny.context_length) == (384, 64, 64)
     assert isinstance(tiny.model, open_clip.CustomTextCLIP) and not tiny.model.training
     assert isinstance(tiny.tokenizer, HFTokenizer)
     tokens = tiny.tokenizer(["solar farm"])
@@ -105,7 +105,7 @@ def test_encode_images_from_pil_and_tensors(tiny: LoadedModel) -> None:
     assert encode_images(tiny, []).shape == (0, 384)
     assert encode_texts(tiny, []).shape == (0, 384)
     with pytest.raises(ValueError):
-        encode_images(tiny, torch.zeros(3, 128, 128))
+        encode_images(tiny, torch.zeros(3, 64, 64))
     with pytest.raises(TypeError):
         encode_texts(tiny, "one string")
 
@@ -132,7 +132,7 @@ def test_trained_checkpoint_reloads_through_path(tiny: LoadedModel, cache_dir: P
     reloaded = load_model(f"path:{ckpt}", cache_dir=cache_dir)
     assert (reloaded.arch, reloaded.name, reloaded.weights) == (TINY_ARCH, f"path:{ckpt}", str(ckpt))
     assert reloaded.meta["extra"] == {"step": 120, "metrics": {"recall@10": 0.5}, "dataset": "ds-1"}
-    images = torch.rand(2, 3, 128, 128, generator=torch.Generator().manual_seed(0))
+    images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     np.testing.assert_array_equal(encode_images(reloaded, images), encode_images(trained, images))
     np.testing.assert_array_equal(encode_texts(reloaded, TEXTS), encode_texts(trained, TEXTS))
 
