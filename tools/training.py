@@ -3,7 +3,14 @@
 :func:`train` runs the loop: open_clip's own ``ClipLoss``, AdamW (no weight decay on biases, norms,
 embeddings of rank < 2 and ``logit_scale``, as open_clip does), the pure :func:`~tools.schedule.cosine_lr`
 schedule with linear warmup, gradient clipping, gradient accumulation, AMP on CUDA (bf16 autocast, or
-fp16 autocast with a ``GradScaler``), an optional frozen tower, and optional WiSE-FT weight averaging.
+fp16 autocast with a ``GradScaler``), an optional frozen tower, an optional exponential moving average of
+the weights (``ema_decay``), and optional WiSE-FT weight averaging.
+
+Batches keep alike captions apart (``batch_order="spread_captions"``, the default): before the first
+step, the images are clustered by their captions' embeddings (k-means, as many clusters as the batch is
+large, no labels read) and each batch takes one image from each of the clusters with the most images
+left. Repeated captions, as in UCM-captions where a scene type's images share their sentences, would
+otherwise be each other's negatives in the contrastive loss.
 
 Reproducibility is designed in rather than hoped for. Nothing in the data pipeline reads a global random
 state: the order of an epoch is a permutation drawn from ``(seed, epoch)``, and the caption chosen for an
@@ -11,7 +18,8 @@ image and its augmentation are drawn from a seed derived from ``(seed, epoch, in
 therefore the same whichever worker decodes it, with any ``num_workers``, and a run resumed from a
 checkpoint in the middle of an epoch sees exactly the batches the uninterrupted run would have seen. The
 checkpoint (``checkpoint-latest.pt``, replaced atomically) holds model, optimizer, GradScaler, step,
-epoch, position in the epoch, and the Python/NumPy/torch RNG states, so a run killed at any moment and
+epoch, position in the epoch, the caption clusters, the weight average, and the Python/NumPy/torch RNG
+states, so a run killed at any moment and
 resumed ends with the same weights as one never interrupted (on CPU, with the same thread count).
 
 Gradient accumulation keeps the contrastive negatives of the whole effective batch, as open_clip's
@@ -123,6 +131,10 @@ class TrainConfig(BaseModel):
     num_workers: int = Field(default=2, ge=0)
     log_every: int = Field(default=10, ge=1)
     wise_alpha: float | None = Field(default=None, ge=0, le=1, description="WiSE-FT mixing weight of the finetuned")
+    ema_decay: float | None = Field(
+        default=None, ge=0, lt=1,
+        description="keep an exponential moving average of the weights (e.g. 0.998) and return it as the result",
+    )
     deterministic: bool = Field(default=False, description="torch.use_deterministic_algorithms during the run")
     augment: AugmentConfig = AugmentConfig()
 
@@ -639,6 +651,7 @@ def train(
     start_step = 0
     state = load_train_state(ckpt_path, map_location=dev) if resume and ckpt_path.exists() else None
     saved_groups: np.ndarray | None = None
+    saved_ema: dict[str, torch.Tensor] | None = None
     if state is not None:
         _check_resumable(state, config, fingerprint, ckpt_path)
         model.load_state_dict(state["model"], strict=True)
@@ -648,6 +661,8 @@ def train(
         start_step = resumed_from = int(state["step"])
         if state.get("caption_groups") is not None:
             saved_groups = state["caption_groups"].numpy()
+        if state.get("ema") is not None:
+            saved_ema = state["ema"]
         _trim_log(log_path, start_step)
         _set_rng_states(state["rng"], dev)
     else:
@@ -660,6 +675,9 @@ def train(
         np.random.seed(config.seed % 2**32)
         torch.manual_seed(config.seed)
     del state
+    ema = _Ema(model, config.ema_decay) if config.ema_decay is not None else None
+    if ema is not None and saved_ema is not None:
+        ema.state = {k: v.to(ema.state[k].device) for k, v in saved_ema.items()}
 
     autocast = _autocast(config.precision, dev)
     caption_rows: dict[str, int] | None = None
@@ -716,6 +734,7 @@ def train(
                 "scaler": scaler.state_dict() if scaler is not None else None,
                 "rng": _rng_states(dev),
                 "caption_groups": torch.from_numpy(groups) if groups is not None else None,
+                "ema": ema.state if ema is not None else None,
             },
             ckpt_path,
         )
@@ -767,6 +786,8 @@ def train(
                     group["lr"] = lr
                 micro = [next(batches) for _ in range(config.accum_steps)]
                 loss_value = _optimizer_step(net, micro, loss_fn, optimizer, scaler, autocast, config, dev, text_bank)
+                if ema is not None:
+                    ema.update(model, step)
                 step += 1
                 now = time.perf_counter()
                 sps = samples_per_step / max(now - t_last, 1e-9)
@@ -816,6 +837,8 @@ def train(
 
     final_path: Path | None = None
     if not stopped:
+        if ema is not None:  # the averaged weights are the result (WiSE-FT, if set, then mixes them)
+            model.load_state_dict(ema.state, strict=True)
         if config.wise_alpha is not None:
             start_sd = torch.load(out / WISE_START_NAME, map_location=dev, weights_only=True)
             model.load_state_dict(wise_ft(start_sd, model.state_dict(), config.wise_alpha), strict=True)
@@ -866,6 +889,29 @@ def _check_resumable(state: Mapping[str, Any], config: TrainConfig, fingerprint:
             f"cannot resume from {path}: the training items differ from the checkpointed run's; "
             "pass the same items in the same order, or resume=False to start afresh"
         )
+
+
+class _Ema:
+    """Exponential moving average of a model's floating-point state (parameters and BatchNorm statistics).
+
+    The average starts as a copy of the weights and follows ``avg = d * avg + (1 - d) * weights`` after each
+    optimizer step, with the warm-up ``d = min(decay, (1 + step) / (10 + step))`` so that early steps (when the
+    weights move most) do not dominate. Integer buffers (BatchNorm's step counters) are copied.
+    """
+
+    def __init__(self, model: torch.nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    def update(self, model: torch.nn.Module, step: int) -> None:
+        d = min(self.decay, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for k, v in model.state_dict().items():
+                avg = self.state[k]
+                if avg.is_floating_point():
+                    avg.mul_(d).add_(v.detach().to(avg.dtype), alpha=1 - d)
+                else:
+                    avg.copy_(v)
 
 
 def _optimizer_step(

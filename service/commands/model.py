@@ -36,6 +36,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
                    help="smallest random-resized-crop area, as a fraction of the image")
     t.add_argument("--hflip", action=argparse.BooleanOptionalAction, help="random horizontal flips")
     t.add_argument("--color-jitter", type=float, help="brightness/contrast/saturation jitter strength")
+    t.add_argument("--ema-decay", type=float, help="average weights over steps (e.g. 0.998); the average is the result")
     t.add_argument("--wise-alpha", type=float, help="WiSE-FT: mix fine-tuned and starting weights")
     t.add_argument("--max-steps", type=int)
     t.add_argument("--checkpoint-every", type=int, default=200)
@@ -98,10 +99,11 @@ def _resume_dir(ctx: AppContext, value: str | None) -> Path | None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from tools.modelops import finetune
+
     ctx = AppContext()
     options = {k: getattr(args, k) for k in (
         "epochs", "batch_size", "accum_steps", "lr", "weight_decay", "warmup_fraction", "precision", "freeze",
-        "batch_order", "wise_alpha", "max_steps", "checkpoint_every", "num_workers", "seed",
+        "batch_order", "ema_decay", "wise_alpha", "max_steps", "checkpoint_every", "num_workers", "seed",
     ) if getattr(args, k) is not None}
     if options.get("freeze") == "none":
         options["freeze"] = None
@@ -117,7 +119,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.json:
         print_json(result)
     else:
-        print(kv([(k, v) for k, v in result.items()]))
+        print(kv([(k, v) for k, v in result.items() if k != "config"]))
+        config = result.get("config", {})
+        print("config: " + ", ".join(f"{k}={config[k]}" for k in (
+            "epochs", "batch_size", "lr", "freeze", "batch_order", "ema_decay") if k in config))
     return 0
 
 

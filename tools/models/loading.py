@@ -47,12 +47,15 @@ from tools.models.registry import (
     openclip_weight_candidates,
     parse_spec,
 )
+from tools.models.rotation import pool_rotations
 from tools.models.tiny import (
     TINY_ARCH,
     init_text_projection_identity,
+    raw_tiny_config,
     register_config,
     register_tiny_config,
     resolve_config,
+    skyscout_options,
 )
 
 log = logging.getLogger(__name__)
@@ -165,6 +168,8 @@ def _create(
             image_interpolation=pp.get("interpolation"),
             image_resize_mode=pp.get("resize_mode"),
         )
+    if arch == TINY_ARCH and skyscout_options(raw_tiny_config()).get("rotation_pooling"):
+        pool_rotations(model.visual)
     return model, preprocess_train, preprocess_val
 
 

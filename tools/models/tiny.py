@@ -72,9 +72,22 @@ def raw_tiny_config() -> dict[str, Any]:
     return cfg
 
 
+#: a model config's SkyScout-only options (e.g. ``{"rotation_pooling": true}``); open_clip never sees them
+SKYSCOUT_OPTIONS_KEY = "skyscout"
+
+
+def skyscout_options(config: dict[str, Any]) -> dict[str, Any]:
+    """The SkyScout-only options of a model config (see :data:`SKYSCOUT_OPTIONS_KEY`)."""
+    return dict(config.get(SKYSCOUT_OPTIONS_KEY) or {})
+
+
 def resolve_config(config: dict[str, Any]) -> dict[str, Any]:
-    """Return a copy of an open_clip model config with every ``pkg:`` text-tower value made absolute."""
+    """Return a copy of an open_clip model config with every ``pkg:`` text-tower value made absolute.
+
+    SkyScout-only options are left out: the result is what open_clip is given.
+    """
     cfg = copy.deepcopy(config)
+    cfg.pop(SKYSCOUT_OPTIONS_KEY, None)
     text_cfg = cfg.get("text_cfg", {})
     for key in ("hf_model_name", "hf_tokenizer_name"):
         value = text_cfg.get(key)

@@ -163,3 +163,28 @@ def test_unsafe_checkpoints_and_metadata_are_refused(
     torch.save({"state_dict": tiny.model.state_dict(), "hook": Path("/etc")}, evil)
     with pytest.raises(CheckpointFormatError, match="weights_only"):
         load_model(f"path:{evil}#{TINY_ARCH}", cache_dir=cache_dir)
+
+
+def test_image_embeddings_are_invariant_to_90_degree_rotations(tiny: LoadedModel) -> None:
+    """skyscout-tiny's image tower averages over the four rotations at inference (overhead tiles have no up)."""
+    from tools.models.rotation import is_rotation_pooled
+
+    assert is_rotation_pooled(tiny.model)
+    images = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    model = _clip(tiny)
+    with torch.no_grad():
+        upright = model.encode_image(images, normalize=True)
+        for k in (1, 2, 3):
+            torch.testing.assert_close(model.encode_image(torch.rot90(images, k, (2, 3)), normalize=True), upright,
+                                       atol=1e-5, rtol=1e-4)
+        flipped = model.encode_image(images.flip(3), normalize=True)  # not a rotation: no invariance promised
+        assert not torch.allclose(flipped, upright, atol=1e-4)
+        # training mode runs the tower once per image (the augmentation already rotates at random)
+        model.visual.train()
+        try:
+            plain = type(model.visual).__mro__[2].forward(model.visual, images)  # the unpooled tower class
+            torch.testing.assert_close(model.visual(images), plain)
+        finally:
+            model.visual.eval()
+    # pooling changes no parameter name: checkpoints load either way
+    assert all(k.startswith("trunk.") or k.startswith("head.") for k in model.visual.state_dict())

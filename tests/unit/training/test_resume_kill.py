@@ -29,6 +29,7 @@ CONFIG = {
     "log_every": 1,
     "seed": 7,
     "wise_alpha": 0.5,
+    "ema_decay": 0.9,
     "deterministic": True,
 }
 

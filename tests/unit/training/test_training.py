@@ -128,22 +128,24 @@ def test_accumulation_equals_one_big_batch(items: list[TrainItem], tmp_path: Pat
 
 
 def test_stop_and_resume_matches_uninterrupted(items: list[TrainItem], tmp_path: Path) -> None:
-    ref, _ = _run(items, tmp_path / "ref", epochs=2, wise_alpha=0.3)
+    ref, _ = _run(items, tmp_path / "ref", epochs=2, wise_alpha=0.3, ema_decay=0.8)
     _, stopped = _run(
         items,
         tmp_path / "run",
         epochs=2,
         wise_alpha=0.3,
+        ema_decay=0.8,
         checkpoint_every=10,
         on_step=lambda info: info.step == 4,
     )
     assert not stopped.completed and stopped.steps == 4 and stopped.final_model_path is None
     assert load_train_state(stopped.checkpoint_path)["step"] == 4  # written on stop
-    resumed, res = _run(items, tmp_path / "run", epochs=2, wise_alpha=0.3, num_workers=2, resume=True)
+    resumed, res = _run(items, tmp_path / "run", epochs=2, wise_alpha=0.3, ema_decay=0.8, num_workers=2,
+                        resume=True)
     assert res.completed and res.resumed_from_step == 4 and res.steps == 6
     _assert_same_weights(ref, resumed)
     # Resuming a finished run changes nothing (WiSE-FT is applied to the checkpoint, not twice).
-    again, res2 = _run(items, tmp_path / "run", epochs=2, wise_alpha=0.3, resume=True)
+    again, res2 = _run(items, tmp_path / "run", epochs=2, wise_alpha=0.3, ema_decay=0.8, resume=True)
     assert res2.resumed_from_step == 6
     _assert_same_weights(ref, again)
 
@@ -240,6 +242,31 @@ def test_wise_alpha_zero_returns_the_start_weights(items: list[TrainItem], tmp_p
     _assert_same_weights(start, model)
     trained = load_train_state(res.checkpoint_path)["model"]
     assert not torch.equal(trained["visual.proj"], start.state_dict()["visual.proj"])
+
+
+def test_weight_average(items: list[TrainItem], tmp_path: Path) -> None:
+    plain, _ = _run(items, tmp_path / "plain", epochs=2)
+    decay_zero, _ = _run(items, tmp_path / "zero", epochs=2, ema_decay=0.0)  # the average is the last weights
+    _assert_same_weights(plain, decay_zero)
+    averaged, _ = _run(items, tmp_path / "avg", epochs=2, ema_decay=0.9)
+    start, _, _, _ = tiny_model(seed=0)
+    key = "visual.proj"
+    p, a, s0 = plain.state_dict()[key], averaged.state_dict()[key], start.state_dict()[key]
+    assert not torch.equal(p, a)
+    assert (a - s0).abs().max() < (p - s0).abs().max()  # the average lags behind the moving weights
+
+
+def test_batch_order_changes_the_trajectory_not_the_coverage(items: list[TrainItem], tmp_path: Path) -> None:
+    models = {}
+    for order in ("spread_captions", "random"):
+        models[order], res = _run(items, tmp_path / order, epochs=1, batch_order=order)
+        assert res.completed and res.steps == 3 and res.samples_seen == 12
+    assert not torch.equal(models["spread_captions"].state_dict()["visual.proj"],
+                           models["random"].state_dict()["visual.proj"])
+    # the clusters a run starts from are part of its checkpoint (resuming must not recompute them)
+    groups = load_train_state(tmp_path / "spread_captions" / "checkpoint-latest.pt")["caption_groups"]
+    assert groups is not None and groups.shape == (12,)
+    assert load_train_state(tmp_path / "random" / "checkpoint-latest.pt")["caption_groups"] is None
 
 
 def test_sample_seed_is_a_pure_function() -> None:
