@@ -88,7 +88,7 @@ def test_image_tower_is_seeded(tiny: LoadedModel, cache_dir: Path) -> None:
     other = load_model("skyscout-tiny", cache_dir=cache_dir, seed=1)
     a, b, c = (_clip(m).visual.state_dict() for m in (tiny, again, other))
     assert all(torch.equal(a[k], b[k]) for k in a)
-    assert not torch.equal(a["conv1.weight"], c["conv1.weight"])
+    assert not torch.equal(a["trunk.conv1.weight"], c["trunk.conv1.weight"])
     # the text tower does not depend on the seed
     assert torch.equal(_clip(tiny).text.proj.weight, _clip(other).text.proj.weight)
 
