@@ -19,8 +19,8 @@ therefore the same whichever worker decodes it, with any ``num_workers``, and a 
 checkpoint in the middle of an epoch sees exactly the batches the uninterrupted run would have seen. The
 checkpoint (``checkpoint-latest.pt``, replaced atomically) holds model, optimizer, GradScaler, step,
 epoch, position in the epoch, the caption clusters, the weight average, and the Python/NumPy/torch RNG
-states, so a run killed at any moment and
-resumed ends with the same weights as one never interrupted (on CPU, with the same thread count).
+states, so a run killed at any moment and resumed ends with the same weights as one never interrupted
+(on CPU, with the same thread count).
 
 Gradient accumulation keeps the contrastive negatives of the whole effective batch, as open_clip's
 ``--accum-freq`` does: the features of every micro-batch are first computed without gradients, then each
@@ -63,10 +63,10 @@ __all__ = [
     "TrainItem",
     "TrainResult",
     "build_optimizer",
-    "freeze_tower",
-    "load_train_state",
     "caption_clusters",
+    "freeze_tower",
     "kmeans_cosine",
+    "load_train_state",
     "sample_seed",
     "spread_order",
     "train",
@@ -121,9 +121,9 @@ class TrainConfig(BaseModel):
     freeze: Tower | None = None
     batch_order: BatchOrder = Field(
         default="spread_captions",
-        description="spread_captions: spread images that share captions evenly over each epoch, so a "
-        "contrastive batch holds as few repeated captions (false negatives) as the data allows; random: "
-        "a plain shuffle",
+        description="spread_captions: cluster the images by caption embedding and give each batch one image "
+        "per cluster where the data allows, so a contrastive batch holds few alike captions (false "
+        "negatives); random: a plain shuffle",
     )
     seed: int = 0
     max_steps: int | None = Field(default=None, ge=1, description="stop after this many optimizer steps")
