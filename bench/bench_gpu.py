@@ -1,7 +1,7 @@
 """GPU throughput: a ViT-B-32 fine-tuning step with AMP at batch 256, and image embedding with ViT-B-32/L-14.
 
 Meant for a CUDA machine (``--device cuda``); ``--device cpu --smoke`` runs the same code paths with
-tiny sizes, which is how the test suite keeps this script working on machines without a GPU.
+tiny sizes, a quick check of the script on a machine without a GPU.
 Weights are random (open_clip architectures, ``pretrained=None``): throughput does not depend on them.
 
 Each table compares the product's code path with a bare loop in the same process on the same card:
@@ -80,6 +80,12 @@ def create(arch: str, image_size: int | None) -> tuple[torch.nn.Module, Any, Any
     return model, pre_val, open_clip.get_tokenizer(arch)
 
 
+def autocast(device: torch.device, precision: str) -> Any:
+    if device.type != "cuda" or precision == "fp32":
+        return torch.autocast(device_type="cpu", enabled=False)
+    return torch.autocast(device_type="cuda", dtype=AUTOCAST[precision])
+
+
 def bench_train_bare(arch: str, args: argparse.Namespace, device: torch.device) -> float:
     model, pre_val, tokenizer = create(arch, args.image_size)
     model.to(device).train()
@@ -118,12 +124,6 @@ def bench_train_bare(arch: str, args: argparse.Namespace, device: torch.device) 
         times.append(time.perf_counter() - t0)
     del model, optimizer
     return median_rate(times[args.warmup :], args.batch_size)
-
-
-def autocast(device: torch.device, precision: str) -> Any:
-    if device.type != "cuda" or precision == "fp32":
-        return torch.autocast(device_type="cpu", enabled=False)
-    return torch.autocast(device_type="cuda", dtype=AUTOCAST[precision])
 
 
 def bench_train_pipeline(arch: str, args: argparse.Namespace, device: torch.device, out: Path) -> float:

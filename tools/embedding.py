@@ -93,9 +93,9 @@ def dataloader_reader(
         _preload_forkserver(transform)
         loader = torch.utils.data.DataLoader(
             _Images(records, transform, min_size), batch_size=batch_size, num_workers=num_workers,
-            collate_fn=_collate, persistent_workers=False, prefetch_factor=4 if num_workers else None,
+            collate_fn=_collate, persistent_workers=False, prefetch_factor=4,
             # forkserver: workers must not inherit the vector store's runtime threads (LanceDB warns on fork).
-            multiprocessing_context="forkserver" if num_workers else None,
+            multiprocessing_context="forkserver",
             pin_memory=pin_memory,
         )
         for ids, pixels, bad in loader:

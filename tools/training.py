@@ -892,22 +892,27 @@ def _check_resumable(state: Mapping[str, Any], config: TrainConfig, fingerprint:
 
 
 class _Ema:
-    """Exponential moving average of a model's floating-point state (parameters and BatchNorm statistics).
+    """Exponential moving average of a model's state (trainable parameters and BatchNorm statistics).
 
     The average starts as a copy of the weights and follows ``avg = d * avg + (1 - d) * weights`` after each
     optimizer step, with the warm-up ``d = min(decay, (1 + step) / (10 + step))`` so that early steps (when the
-    weights move most) do not dominate. Integer buffers (BatchNorm's step counters) are copied.
+    weights move most) do not dominate. Integer buffers (BatchNorm's step counters) are copied. Frozen
+    parameters never change, so they are copied once and left out of every update (a frozen MiniLM text
+    tower is two thirds of skyscout-tiny).
     """
 
     def __init__(self, model: torch.nn.Module, decay: float) -> None:
         self.decay = decay
         self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        frozen = {name for name, p in model.named_parameters() if not p.requires_grad}
+        self.moving = [k for k in self.state if k not in frozen]
 
     def update(self, model: torch.nn.Module, step: int) -> None:
         d = min(self.decay, (1 + step) / (10 + step))
+        current = model.state_dict()
         with torch.no_grad():
-            for k, v in model.state_dict().items():
-                avg = self.state[k]
+            for k in self.moving:
+                avg, v = self.state[k], current[k]
                 if avg.is_floating_point():
                     avg.mul_(d).add_(v.detach().to(avg.dtype), alpha=1 - d)
                 else:

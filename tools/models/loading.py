@@ -121,19 +121,22 @@ def _quiet_model_build() -> Iterator[None]:
         root.removeFilter(noise)
 
 
-def _ensure_arch(arch: str, cache_dir: Path, checkpoint: RawCheckpoint | None = None) -> None:
-    """Make open_clip know ``arch``: register skyscout-tiny, or a custom config carried by a checkpoint."""
+def _ensure_arch(arch: str, cache_dir: Path, checkpoint: RawCheckpoint | None = None) -> dict[str, Any]:
+    """Make open_clip know ``arch``: register skyscout-tiny, or a custom config carried by a checkpoint.
+
+    Returns the config's SkyScout-only options (e.g. rotation pooling), which open_clip does not see.
+    """
     import open_clip
 
     if arch == TINY_ARCH:
         register_tiny_config(cache_dir / CONFIG_SUBDIR)
-        return
+        return skyscout_options(raw_tiny_config())
     if arch in open_clip.list_models():
-        return
+        return {}
     carried = checkpoint.meta.get("model_config") if checkpoint is not None else None
     if isinstance(carried, Mapping) and {"embed_dim", "vision_cfg", "text_cfg"} <= set(carried):
         register_config(arch, resolve_config(dict(carried)), cache_dir / CONFIG_SUBDIR)
-        return
+        return skyscout_options(dict(carried))
     raise UnknownModelError(
         f"open_clip has no architecture {arch!r} and the checkpoint carries no model config for it. Use an "
         f"architecture from open_clip.list_models() (e.g. ViT-B-32, ViT-L-14-quickgelu) or {TINY_ARCH!r}."
@@ -153,7 +156,7 @@ def _create(
     """Build ``arch`` on the CPU with a seeded init (the global RNG is left as it was)."""
     import open_clip
 
-    _ensure_arch(arch, cache_dir, checkpoint)
+    options = _ensure_arch(arch, cache_dir, checkpoint)
     pp = dict(preprocess or {})
     with torch.random.fork_rng(devices=[]), _quiet_model_build():
         torch.manual_seed(seed)
@@ -168,7 +171,7 @@ def _create(
             image_interpolation=pp.get("interpolation"),
             image_resize_mode=pp.get("resize_mode"),
         )
-    if arch == TINY_ARCH and skyscout_options(raw_tiny_config()).get("rotation_pooling"):
+    if options.get("rotation_pooling"):
         pool_rotations(model.visual)
     return model, preprocess_train, preprocess_val
 
