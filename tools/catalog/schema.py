@@ -1,0 +1,137 @@
+"""The catalog's schema: forward migrations (``MIGRATIONS[i]`` takes version ``i`` to ``i + 1``) and its enums."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+CaptionSource = Literal["human", "template", "tags", "blip", "blip2"]
+CAPTION_SOURCES: tuple[str, ...] = ("human", "template", "tags", "blip", "blip2")
+JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+MIGRATIONS: list[str] = [
+    # 0 -> 1: images, labels, captions, datasets, jobs.
+    """
+    CREATE TABLE images (
+        id          TEXT PRIMARY KEY,              -- sha256 of the file bytes
+        uri         TEXT NOT NULL,                 -- absolute path (or URL) where it was found
+        width       INTEGER,
+        height      INTEGER,
+        bands       INTEGER,
+        format      TEXT,
+        mode        TEXT,
+        source      TEXT,                          -- which collection it came from
+        bounds      TEXT,                          -- JSON [minx, miny, maxx, maxy] or NULL
+        crs         TEXT,
+        metadata    TEXT NOT NULL DEFAULT '{}',    -- JSON: tags, manifest fields, split hint
+        status      TEXT NOT NULL CHECK (status IN ('ok', 'rejected')),
+        reason      TEXT,                          -- why it was rejected
+        added_at    REAL NOT NULL
+    );
+    CREATE INDEX images_status ON images(status);
+    CREATE INDEX images_uri ON images(uri);
+    CREATE INDEX images_source ON images(source);
+    CREATE TABLE labels (
+        image_id    TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+        label       TEXT NOT NULL,
+        PRIMARY KEY (image_id, label)
+    );
+    CREATE INDEX labels_label ON labels(label);
+    CREATE TABLE captions (
+        id          INTEGER PRIMARY KEY,
+        image_id    TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+        text        TEXT NOT NULL,
+        source      TEXT NOT NULL CHECK (source IN ('human', 'template', 'tags', 'blip', 'blip2')),
+        model       TEXT,
+        created_at  REAL NOT NULL,
+        UNIQUE (image_id, source, text)
+    );
+    CREATE INDEX captions_image ON captions(image_id, source);
+    CREATE TABLE datasets (
+        id          TEXT PRIMARY KEY,
+        name        TEXT NOT NULL,
+        params      TEXT NOT NULL,                 -- JSON: how the split was made
+        created_at  REAL NOT NULL
+    );
+    CREATE TABLE dataset_items (
+        dataset_id  TEXT NOT NULL REFERENCES datasets(id) ON DELETE CASCADE,
+        image_id    TEXT NOT NULL REFERENCES images(id),
+        split       TEXT NOT NULL CHECK (split IN ('train', 'val', 'test')),
+        PRIMARY KEY (dataset_id, image_id)
+    );
+    CREATE INDEX dataset_items_split ON dataset_items(dataset_id, split);
+    CREATE TABLE jobs (
+        id          TEXT PRIMARY KEY,
+        kind        TEXT NOT NULL,
+        state       TEXT NOT NULL CHECK (state IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')),
+        done        INTEGER NOT NULL DEFAULT 0,
+        total       INTEGER,
+        params      TEXT NOT NULL DEFAULT '{}',
+        result      TEXT,
+        error       TEXT,
+        created_at  REAL NOT NULL,
+        started_at  REAL,
+        updated_at  REAL,
+        finished_at REAL
+    );
+    CREATE INDEX jobs_kind_state ON jobs(kind, state);
+    """,
+    # 1 -> 2: model versions, evaluations, index versions and aliases, planner decisions, search feedback.
+    """
+    CREATE TABLE model_versions (
+        id          TEXT PRIMARY KEY,              -- mv-...
+        arch        TEXT NOT NULL,                 -- open_clip architecture
+        base        TEXT NOT NULL,                 -- the model spec training started from
+        parent      TEXT,                          -- parent model version id, when it was one
+        dataset_id  TEXT REFERENCES datasets(id),
+        checkpoint  TEXT NOT NULL,                 -- path of the weights
+        params      TEXT NOT NULL DEFAULT '{}',    -- hyper-parameters and training summary
+        status      TEXT NOT NULL CHECK (status IN ('candidate', 'active', 'retired', 'rejected')),
+        created_at  REAL NOT NULL,
+        promoted_at REAL
+    );
+    CREATE TABLE evaluations (
+        id          INTEGER PRIMARY KEY,
+        model       TEXT NOT NULL,                 -- model version id or model spec
+        dataset     TEXT NOT NULL,                 -- dataset version id or manifest path
+        split       TEXT NOT NULL,
+        kind        TEXT NOT NULL,                 -- zeroshot | retrieval
+        metrics     TEXT NOT NULL,
+        created_at  REAL NOT NULL
+    );
+    CREATE INDEX evaluations_model ON evaluations(model, dataset, split, kind);
+    CREATE TABLE indexes (
+        name        TEXT PRIMARY KEY,              -- table / collection name
+        model       TEXT NOT NULL,
+        store       TEXT NOT NULL,
+        dim         INTEGER NOT NULL,
+        state       TEXT NOT NULL CHECK (state IN ('building', 'complete', 'failed', 'dropped')),
+        count       INTEGER NOT NULL DEFAULT 0,
+        created_at  REAL NOT NULL,
+        completed_at REAL
+    );
+    CREATE TABLE aliases (
+        name        TEXT PRIMARY KEY,              -- e.g. active_model, active_index:lancedb
+        target      TEXT NOT NULL,
+        updated_at  REAL NOT NULL
+    );
+    CREATE TABLE decisions (
+        id          INTEGER PRIMARY KEY,
+        action      TEXT NOT NULL,
+        reason      TEXT NOT NULL,
+        evidence    TEXT NOT NULL DEFAULT '{}',
+        actor       TEXT NOT NULL DEFAULT 'planner',
+        outcome     TEXT,
+        created_at  REAL NOT NULL
+    );
+    CREATE TABLE feedback (
+        id          INTEGER PRIMARY KEY,
+        query_id    TEXT,
+        query       TEXT,
+        image_id    TEXT NOT NULL,
+        relevant    INTEGER NOT NULL,
+        model       TEXT,
+        used_in     TEXT,                          -- model version trained with it, once used
+        created_at  REAL NOT NULL
+    );
+    """,
+]
