@@ -302,6 +302,40 @@ def _decode_vector(raw: Any) -> np.ndarray:
     raise APIError("SHRED_BAD_VECTOR_VALUE", "Bad $vector value: needs to be a non-empty array of numbers or $binary")
 
 
+def _similarities(mat: np.ndarray, q: np.ndarray, metric: str | None) -> np.ndarray:
+    """The Data API's similarity of each row of ``mat`` to ``q``: (1 + dot) / 2, (1 + cos) / 2, or 1 / (1 + d^2)."""
+    if metric == "dot_product":
+        return (1.0 + mat @ q) / 2.0
+    if metric == "cosine":
+        denom = np.linalg.norm(mat, axis=1) * np.linalg.norm(q)
+        return (1.0 + (mat @ q) / np.where(denom == 0, 1.0, denom)) / 2.0
+    return 1.0 / (1.0 + np.sum((mat - q) ** 2, axis=1))
+
+
+def _sort_select(
+    docs: list[dict[str, Any]], sort: dict[str, Any], options: dict[str, Any], max_limit: int | None
+) -> list[dict[str, Any]]:
+    """Documents sorted by field values (missing and null first), then skipped and limited."""
+    for key, direction in reversed(list(sort.items())):
+        if direction not in (1, -1):
+            raise APIError("INVALID_SORT_CLAUSE", f"Sort direction for '{key}' must be 1 or -1")
+
+        def sort_key(d: dict[str, Any], key: str = key) -> tuple[int, Any]:
+            v = _resolve(d, key)
+            return (0, "") if v is _MISSING or v is None else (1, v if _is_num(v) or isinstance(v, str) else str(v))
+
+        docs.sort(key=sort_key, reverse=direction == -1)
+    skip = options.get("skip") or 0
+    if skip and not sort:
+        raise APIError("COMMAND_FIELD_INVALID", "skip options should be used with sort clause")
+    docs = docs[skip:]
+    limit = options.get("limit")
+    if limit:
+        docs = docs[:limit]
+    if max_limit is not None:
+        docs = docs[:max_limit]
+    return docs
+
 class DataAPIStandIn:
     """The server: ``start()`` it (a free port on 127.0.0.1, a background thread), ``stop()`` it after."""
 
@@ -597,59 +631,41 @@ class DataAPIStandIn:
         if "$vectorize" in sort or "$hybrid" in sort or "$lexical" in sort:
             raise APIError("FEATURE_NOT_AVAILABLE_IN_STANDIN", "Only $vector sorts are implemented by the stand-in")
         if "$vector" in sort:
-            if len(sort) != 1:
-                raise APIError("INVALID_SORT_CLAUSE", "Vector sort cannot be combined with other sort fields")
-            if coll.dimension is None:
-                raise APIError("VECTOR_SEARCH_NOT_SUPPORTED", "Vector search is not enabled for the collection")
-            limit = options.get("limit")
-            if limit is not None and limit > MAX_VECTOR_SEARCH_LIMIT:
-                raise APIError(
-                    "COMMAND_FIELD_INVALID",
-                    "Request invalid, the field postCommand.command.options.limit not valid: limit options "
-                    f"should not be greater than {MAX_VECTOR_SEARCH_LIMIT} for vector search.",
-                )
-            if options.get("skip"):
-                raise APIError("COMMAND_FIELD_INVALID", "skip options should not be used with vector search")
-            query = _decode_vector(sort["$vector"])
-            if query.shape[0] != coll.dimension:
-                raise APIError(
-                    "VECTOR_SIZE_MISMATCH",
-                    "Length of vector parameter different from declared '$vector' dimension: "
-                    f"{query.shape[0]} vs {coll.dimension}",
-                )
-            docs = [d for d in docs if d["_id"] in coll.vectors]
-            if not docs:
-                return [], [], query
-            mat = np.stack([coll.vectors[d["_id"]] for d in docs]).astype(np.float64)
-            q = query.astype(np.float64)
-            if coll.metric == "dot_product":
-                sims = (1.0 + mat @ q) / 2.0
-            elif coll.metric == "cosine":
-                denom = np.linalg.norm(mat, axis=1) * np.linalg.norm(q)
-                sims = (1.0 + (mat @ q) / np.where(denom == 0, 1.0, denom)) / 2.0
-            else:
-                sims = 1.0 / (1.0 + np.sum((mat - q) ** 2, axis=1))
-            order = np.argsort(-sims, kind="stable")[: min(limit or MAX_VECTOR_SEARCH_LIMIT, MAX_VECTOR_SEARCH_LIMIT)]
-            return [docs[i] for i in order], [float(sims[i]) for i in order], query
-        for key, direction in reversed(list(sort.items())):
-            if direction not in (1, -1):
-                raise APIError("INVALID_SORT_CLAUSE", f"Sort direction for '{key}' must be 1 or -1")
+            return self._vector_select(coll, docs, sort, options)
+        return _sort_select(docs, sort, options, max_limit), None, None
 
-            def sort_key(d: dict[str, Any], key: str = key) -> tuple[int, Any]:
-                v = _resolve(d, key)
-                return (0, "") if v is _MISSING or v is None else (1, v if _is_num(v) or isinstance(v, str) else str(v))
-
-            docs.sort(key=sort_key, reverse=direction == -1)
-        skip = options.get("skip") or 0
-        if skip and not sort:
-            raise APIError("COMMAND_FIELD_INVALID", "skip options should be used with sort clause")
-        docs = docs[skip:]
+    @staticmethod
+    def _vector_select(
+        coll: _Collection, docs: list[dict[str, Any]], sort: dict[str, Any], options: dict[str, Any]
+    ) -> tuple[list[dict[str, Any]], list[float], np.ndarray]:
+        """A ``$vector`` sort: the nearest documents with their similarities, as the Data API scores them."""
+        if len(sort) != 1:
+            raise APIError("INVALID_SORT_CLAUSE", "Vector sort cannot be combined with other sort fields")
+        if coll.dimension is None:
+            raise APIError("VECTOR_SEARCH_NOT_SUPPORTED", "Vector search is not enabled for the collection")
         limit = options.get("limit")
-        if limit:
-            docs = docs[:limit]
-        if max_limit is not None:
-            docs = docs[:max_limit]
-        return docs, None, None
+        if limit is not None and limit > MAX_VECTOR_SEARCH_LIMIT:
+            raise APIError(
+                "COMMAND_FIELD_INVALID",
+                "Request invalid, the field postCommand.command.options.limit not valid: limit options "
+                f"should not be greater than {MAX_VECTOR_SEARCH_LIMIT} for vector search.",
+            )
+        if options.get("skip"):
+            raise APIError("COMMAND_FIELD_INVALID", "skip options should not be used with vector search")
+        query = _decode_vector(sort["$vector"])
+        if query.shape[0] != coll.dimension:
+            raise APIError(
+                "VECTOR_SIZE_MISMATCH",
+                "Length of vector parameter different from declared '$vector' dimension: "
+                f"{query.shape[0]} vs {coll.dimension}",
+            )
+        docs = [d for d in docs if d["_id"] in coll.vectors]
+        if not docs:
+            return [], [], query
+        mat = np.stack([coll.vectors[d["_id"]] for d in docs]).astype(np.float64)
+        sims = _similarities(mat, query.astype(np.float64), coll.metric)
+        order = np.argsort(-sims, kind="stable")[: min(limit or MAX_VECTOR_SEARCH_LIMIT, MAX_VECTOR_SEARCH_LIMIT)]
+        return [docs[i] for i in order], [float(sims[i]) for i in order], query
 
     def _render(
         self, coll: _Collection, doc: dict[str, Any], projection: Any, similarity: float | None

@@ -2,8 +2,8 @@
 
 Backends load lazily: importing this package imports neither lancedb nor astrapy.
 
-    from tools.stores import open_store, bbox_filter
-    store = open_store("lancedb", name="tiles_skyclip_v1", dim=512, path=".skyscout/index")
+    from tools.stores import index_registry, bbox_filter
+    store = index_registry("lancedb", path=".skyscout/index").open("tiles_skyclip_v1", 512)
     store.upsert(ids, vectors, metadata)
     hits = store.search(query_vector, k=10, filter={"label": "beach", **bbox_filter(2.0, 41.0, 2.5, 41.5)})
 """
@@ -24,8 +24,8 @@ from tools.stores.base import (
     index_name_for_model,
     validate_index_name,
 )
-from tools.stores.factory import drop_index, index_registry, list_indexes, open_index, open_store
-from tools.stores.filters import FilterError, and_filters, bbox_filter, matches, parse_filter
+from tools.stores.factory import index_registry
+from tools.stores.filters import FilterError, bbox_filter, matches, parse_filter
 
 __all__ = [
     "STORE_KINDS",
@@ -39,15 +39,10 @@ __all__ = [
     "StoreError",
     "StoreKind",
     "VectorStore",
-    "and_filters",
     "bbox_filter",
-    "drop_index",
     "index_name_for_model",
     "index_registry",
-    "list_indexes",
     "matches",
-    "open_index",
-    "open_store",
     "parse_filter",
     "validate_index_name",
 ]

@@ -1,4 +1,4 @@
-"""Pick a vector store backend by name, importing it only when used; open, list and drop named indexes.
+"""Pick a vector store backend by name, importing it only when used: its registry opens, lists and drops indexes.
 
 One index (a LanceDB table or an Astra DB collection) holds the vectors of one model version; the
 alias naming the active one lives in the catalog, not here. ``lancedb`` needs ``path`` (a directory);
@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tools.stores.base import STORE_KINDS, IndexInfo, IndexRegistry, StoreKind, VectorStore
+from tools.stores.base import STORE_KINDS, IndexRegistry, StoreKind
 
 
 def index_registry(
@@ -40,26 +40,3 @@ def index_registry(
         case _:
             valid = ", ".join(repr(k) for k in STORE_KINDS)
             raise ValueError(f"unknown vector store kind {kind!r}; valid kinds: {valid}")
-
-
-def open_index(kind: StoreKind, name: str, dim: int, *, create: bool = True, **settings: Any) -> VectorStore:
-    """Open index ``name`` of backend ``kind`` (created when missing unless ``create=False``).
-
-    ``settings`` are :func:`index_registry`'s keyword arguments (``path`` or Astra settings, options).
-    """
-    return index_registry(kind, **settings).open(name, dim, create=create)
-
-
-def open_store(kind: StoreKind, *, name: str, dim: int, create: bool = True, **settings: Any) -> VectorStore:
-    """Same as :func:`open_index`, keyword-only: ``open_store("lancedb", name=..., dim=512, path=...)``."""
-    return open_index(kind, name, dim, create=create, **settings)
-
-
-def list_indexes(kind: StoreKind, **settings: Any) -> list[IndexInfo]:
-    """The vector indexes of backend ``kind``."""
-    return index_registry(kind, **settings).list()
-
-
-def drop_index(kind: StoreKind, name: str, **settings: Any) -> bool:
-    """Delete index ``name`` and its vectors; returns whether it existed."""
-    return index_registry(kind, **settings).drop(name)

@@ -187,14 +187,6 @@ def bbox_filter(
     }
 
 
-def and_filters(*filters: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """The conjunction of the given filters, skipping None (None when nothing is left)."""
-    present = [dict(f) for f in filters if f]
-    if not present:
-        return None
-    return present[0] if len(present) == 1 else {"$and": present}
-
-
 # -- the reference semantics, in Python --------------------------------------------------------------
 
 
@@ -295,24 +287,21 @@ def _int_range_bound(op: str, value: float) -> int | bool:
     return int(bound)
 
 
-def _sql_cmp(node: Cmp, fields: Mapping[str, FieldType]) -> str:
-    ftype = fields.get(node.field)
-    negated = node.op in ("ne", "nin")
-    if ftype is None:  # no row has this key: it equals nothing and is in no range
-        return _SQL_TRUE if negated else _SQL_FALSE
-    col = sql_column(node.field)
-    if node.op in _RANGE_OPS:
-        if ftype not in ("int", "float"):
-            return _SQL_FALSE
-        sym = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}[node.op]
-        value = node.value
-        if ftype == "float":
-            return f"{col} {sym} {sql_literal(float(value))}"  # type: ignore[arg-type]
-        bound = _int_range_bound(node.op, value)  # type: ignore[arg-type]
-        if isinstance(bound, bool):
-            return f"({col} IS NOT NULL)" if bound else _SQL_FALSE
-        return f"{col} {sym} {bound}"
-    literals: tuple[Scalar, ...] = node.value if isinstance(node.value, tuple) else (node.value,)
+def _sql_range(col: str, ftype: FieldType, op: str, value: float) -> str:
+    """``col <op> value`` for a range operator on a column of type ``ftype``."""
+    if ftype not in ("int", "float"):
+        return _SQL_FALSE
+    sym = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}[op]
+    if ftype == "float":
+        return f"{col} {sym} {sql_literal(float(value))}"
+    bound = _int_range_bound(op, value)
+    if isinstance(bound, bool):
+        return f"({col} IS NOT NULL)" if bound else _SQL_FALSE
+    return f"{col} {sym} {bound}"
+
+
+def _fitting_literals(ftype: FieldType, literals: Sequence[Scalar]) -> list[Scalar]:
+    """The literals a column of type ``ftype`` can equal, converted to its type (others match nothing)."""
     fitting: list[Scalar] = []
     for lit in literals:
         if not _literal_fits(ftype, lit):
@@ -324,17 +313,32 @@ def _sql_cmp(node: Cmp, fields: Mapping[str, FieldType]) -> str:
         elif ftype == "float" and _is_number(lit):
             lit = float(lit)
         fitting.append(lit)
+    return fitting
+
+
+def _sql_member(col: str, ftype: FieldType, fitting: Sequence[Scalar]) -> str:
+    """``col`` equals (a list column: contains) one of ``fitting``."""
     if not fitting:
-        positive = _SQL_FALSE
-    elif ftype == "list":
+        return _SQL_FALSE
+    if ftype == "list":
         if len(fitting) == 1:
-            positive = f"array_has({col}, {sql_literal(fitting[0])})"
-        else:
-            positive = f"array_has_any({col}, [{', '.join(sql_literal(v) for v in fitting)}])"
-    elif len(fitting) == 1:
-        positive = f"{col} = {sql_literal(fitting[0])}"
-    else:
-        positive = f"{col} IN ({', '.join(sql_literal(v) for v in fitting)})"
+            return f"array_has({col}, {sql_literal(fitting[0])})"
+        return f"array_has_any({col}, [{', '.join(sql_literal(v) for v in fitting)}])"
+    if len(fitting) == 1:
+        return f"{col} = {sql_literal(fitting[0])}"
+    return f"{col} IN ({', '.join(sql_literal(v) for v in fitting)})"
+
+
+def _sql_cmp(node: Cmp, fields: Mapping[str, FieldType]) -> str:
+    ftype = fields.get(node.field)
+    negated = node.op in ("ne", "nin")
+    if ftype is None:  # no row has this key: it equals nothing and is in no range
+        return _SQL_TRUE if negated else _SQL_FALSE
+    col = sql_column(node.field)
+    if node.op in _RANGE_OPS:
+        return _sql_range(col, ftype, node.op, node.value)  # type: ignore[arg-type]
+    literals: tuple[Scalar, ...] = node.value if isinstance(node.value, tuple) else (node.value,)
+    positive = _sql_member(col, ftype, _fitting_literals(ftype, literals))
     if not negated:
         return positive
     if positive == _SQL_FALSE:

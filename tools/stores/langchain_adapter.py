@@ -175,9 +175,9 @@ class SkyScoutVectorStore(LangChainVectorStore):
         store: VectorStore | None = None,
         **kwargs: Any,
     ) -> SkyScoutVectorStore:
-        """Add ``texts`` to ``store`` (required: open one with ``open_store``) and wrap it."""
+        """Add ``texts`` to ``store`` (required: open one with ``index_registry(...).open``) and wrap it."""
         if store is None:
-            raise ValueError("SkyScoutVectorStore.from_texts needs store=open_store(...)")
+            raise ValueError("SkyScoutVectorStore.from_texts needs store=index_registry(...).open(...)")
         vs = cls(store, embedding, **kwargs)
         vs.add_texts(texts, metadatas, ids=ids)
         return vs

@@ -12,8 +12,7 @@ import pytest
 from tools.stores import (
     MissingCredentialsError,
     index_name_for_model,
-    list_indexes,
-    open_store,
+    index_registry,
     validate_index_name,
 )
 from tools.stores.base import prepare_batch
@@ -71,16 +70,18 @@ def test_index_names() -> None:
 
 def test_factory_rejects_unknown_kind_listing_the_valid_ones() -> None:
     with pytest.raises(ValueError, match="unknown vector store kind 'faiss'; valid kinds: 'lancedb', 'astra'"):
-        open_store("faiss", name="x", dim=4)  # type: ignore[arg-type]
+        index_registry("faiss")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="needs path="):
-        open_store("lancedb", name="x", dim=4)
+        index_registry("lancedb")
 
 
 def test_factory_opens_lancedb(tmp_path: Path) -> None:
-    store = open_store("lancedb", name="tiles_v1", dim=4, path=tmp_path, ann_threshold=10)
+    registry = index_registry("lancedb", path=tmp_path, ann_threshold=10)
+    store = registry.open("tiles_v1", 4)
     store.upsert(["a"], unit(1), [{"label": "x"}])
-    assert [i.name for i in list_indexes("lancedb", path=tmp_path)] == ["tiles_v1"]
+    assert [i.name for i in index_registry("lancedb", path=tmp_path).list()] == ["tiles_v1"]
     assert store.ann_threshold == 10  # type: ignore[attr-defined]
+    assert registry.drop("tiles_v1") and not registry.exists("tiles_v1")
 
 
 ASTRA_VARS = ("ASTRA_DB_API_ENDPOINT", "ASTRA_DB_APPLICATION_TOKEN", "ASTRA_DB_KEYSPACE")
@@ -90,11 +91,11 @@ def test_astra_missing_credentials_name_the_variables(monkeypatch: pytest.Monkey
     for var in ASTRA_VARS:
         monkeypatch.delenv(var, raising=False)
     with pytest.raises(MissingCredentialsError) as err:
-        open_store("astra", name="x", dim=4)
+        index_registry("astra")
     assert "ASTRA_DB_API_ENDPOINT" in str(err.value) and "ASTRA_DB_APPLICATION_TOKEN" in str(err.value)
     monkeypatch.setenv("ASTRA_DB_API_ENDPOINT", "https://x.example")
     with pytest.raises(MissingCredentialsError, match="ASTRA_DB_APPLICATION_TOKEN") as err2:
-        open_store("astra", name="x", dim=4)
+        index_registry("astra")
     assert "ASTRA_DB_API_ENDPOINT" not in str(err2.value)
 
 

@@ -13,7 +13,6 @@ from tools.stores.filters import (
     And,
     Cmp,
     FilterError,
-    and_filters,
     bbox_filter,
     fields_of,
     matches,
@@ -103,12 +102,6 @@ def test_bbox_filter_is_an_intersection_test() -> None:
     assert matches(custom, {"west": 0.5, "south": 0.5, "east": 2.0, "north": 2.0})
     with pytest.raises(FilterError, match="empty box"):
         bbox_filter(5, 0, 1, 1)
-
-
-def test_and_filters() -> None:
-    assert and_filters(None, None) is None
-    assert and_filters({"a": 1}, None) == {"a": 1}
-    assert and_filters({"a": 1}, {"b": 2}) == {"$and": [{"a": 1}, {"b": 2}]}
 
 
 def test_astra_translation_prefixes_and_splits_long_in_lists() -> None:
