@@ -1,7 +1,9 @@
 """Fetching weight files into the model cache: downloads with a progress bar, checksums, zip extraction.
 
-Every file lands in a cache directory chosen by the caller. A download goes to ``<file>.part`` and is
-renamed when complete, so an interrupted download never looks finished. The sha256 of each weight file is
+Every file lands in a cache directory chosen by the caller. Hugging Face Hub files are fetched with
+``huggingface_hub.hf_hub_download`` (staged in ``<dir>/.hub-download/``), other URLs with
+``torch.hub.download_url_to_file`` (staged as ``<file>.part``); a file is moved to its place only when
+complete and verified, so an interrupted download never looks finished. The sha256 of each weight file is
 recorded beside it (``<file>.sha256.json``) after the first download or first use, and checked against a
 known hash when the registry has one; later loads re-hash only when the file's size or mtime changed.
 """
@@ -9,6 +11,7 @@ known hash when the registry has one; later loads re-hash only when the file's s
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import logging
 import os
@@ -19,7 +22,7 @@ import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from tqdm.auto import tqdm
 
@@ -31,6 +34,15 @@ _CHUNK = 1 << 20
 _TRUE = {"1", "true", "yes", "on"}
 _EPOCH_RE = re.compile(r"(?:^|/)epoch_(\d+)\.pt$")
 _WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
+_USER_AGENT = "skyscout-model-download"
+#: ``https://HOST/ORG/REPO/resolve/REVISION/FILE``: a file of a Hugging Face Hub repository
+_HUB_URL_RE = re.compile(
+    r"^(?P<endpoint>https?://[^/]+)/(?P<repo>[^/]+/[^/]+)/resolve/(?P<revision>[^/]+)/(?P<filename>[^?#]+)$"
+)
+_HUB_DEFAULT_ENDPOINT = "https://huggingface.co"
+_SHA256_RE = re.compile(r"[0-9a-f]{64}")
+#: where Hub downloads are staged (and resumed) inside the destination folder
+HUB_STAGING_DIR = ".hub-download"
 
 
 class ChecksumError(RuntimeError):
@@ -122,6 +134,101 @@ def verify_checksum(path: Path, expected_sha256: str | None = None, *, source: s
     return actual
 
 
+@dataclass(frozen=True)
+class HubFile:
+    """A file of a Hugging Face Hub repository, as a ``.../ORG/REPO/resolve/REVISION/FILE`` URL names it."""
+
+    repo_id: str
+    revision: str
+    filename: str
+    #: the Hub's address; None for huggingface.co, so that ``HF_ENDPOINT`` (a mirror) still applies
+    endpoint: str | None
+
+
+def hub_file(url: str) -> HubFile | None:
+    """The Hub file a ``resolve`` URL points to (huggingface.co or any Hub-compatible endpoint), else None."""
+    m = _HUB_URL_RE.match(url)
+    if m is None:
+        return None
+    endpoint = m["endpoint"]
+    return HubFile(
+        repo_id=m["repo"],
+        revision=m["revision"],
+        filename=m["filename"],
+        endpoint=None if endpoint == _HUB_DEFAULT_ENDPOINT else endpoint,
+    )
+
+
+class _QuietTqdm(tqdm):
+    """A progress bar that never shows (for ``progress=False``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["disable"] = True
+        super().__init__(*args, **kwargs)
+
+
+def _from_hub(hub: HubFile, dest: Path, *, progress: bool, timeout: float) -> tuple[Path, str | None]:
+    """Download a Hub file into ``<dest dir>/.hub-download/`` with huggingface_hub; returns it and its sha256.
+
+    The sha256 is the Hub's ETag of an LFS file (None for small files kept in git, whose ETag is a git hash).
+    huggingface_hub resumes interrupted transfers from that folder and checks the size; the caller checks
+    the hash and moves the file into place.
+    """
+    from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
+
+    staging = dest.parent / HUB_STAGING_DIR
+    try:
+        url = hf_hub_url(hub.repo_id, hub.filename, revision=hub.revision, endpoint=hub.endpoint)
+        etag = (get_hf_file_metadata(url, timeout=timeout, endpoint=hub.endpoint).etag or "").strip('"').lower()
+        path = hf_hub_download(
+            hub.repo_id,
+            hub.filename,
+            revision=hub.revision,
+            local_dir=staging,
+            endpoint=hub.endpoint,
+            etag_timeout=timeout,
+            tqdm_class=None if progress else _QuietTqdm,
+        )
+    except Exception as exc:  # any failure of the Hub client: HTTP status, connection, offline mode, no such file
+        raise DownloadError(f"could not download {hub.filename} from the Hub repository {hub.repo_id}: {exc}") from exc
+    return Path(str(path)), (etag if _SHA256_RE.fullmatch(etag) else None)
+
+
+def _remote_size(url: str, timeout: float) -> int | None:
+    """The size a server announces for ``url`` (None if it does not say); fails fast when it is unreachable."""
+    request = urllib.request.Request(url, method="HEAD", headers={"User-Agent": _USER_AGENT})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            length = response.headers.get("Content-Length")
+    except (urllib.error.URLError, OSError) as exc:
+        raise DownloadError(f"could not download {url}: {exc}") from exc
+    return int(length) if length else None
+
+
+def _from_url(url: str, dest: Path, *, expected_sha256: str | None, progress: bool, timeout: float) -> Path:
+    """Download a plain URL to ``<dest>.part`` with ``torch.hub.download_url_to_file``; returns that file."""
+    from torch.hub import download_url_to_file
+
+    part = dest.with_name(dest.name + ".part")
+    size = _remote_size(url, timeout)
+    try:
+        download_url_to_file(
+            url, str(part), hash_prefix=expected_sha256.lower() if expected_sha256 else None, progress=progress
+        )
+    except RuntimeError as exc:
+        if "invalid hash value" not in str(exc):
+            raise DownloadError(f"could not download {url}: {exc}") from exc
+        # torch's hash check; it has removed the bytes already
+        raise ChecksumError(f"{url} downloaded with the wrong sha256 ({exc}); nothing was kept.") from exc
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
+        raise DownloadError(f"could not download {url}: {exc}") from exc
+    if size is not None and part.stat().st_size != size:
+        got = part.stat().st_size
+        part.unlink(missing_ok=True)
+        raise DownloadError(f"download of {url} stopped at {got} of {size} bytes")
+    return part
+
+
 def download_file(
     url: str,
     dest: Path,
@@ -130,37 +237,26 @@ def download_file(
     progress: bool = True,
     timeout: float = 60.0,
 ) -> Path:
-    """Download ``url`` to ``dest`` with a tqdm progress bar, verify and record its sha256, return ``dest``.
+    """Download ``url`` to ``dest`` with a progress bar, verify and record its sha256, return ``dest``.
 
-    The bytes go to ``dest.part`` first; ``dest`` only appears once the transfer is complete and the hash
-    (when known) matches.
+    Hugging Face Hub files (``.../resolve/REVISION/FILE`` URLs) go through ``huggingface_hub.hf_hub_download``
+    and are checked against the Hub's sha256 (the ETag of LFS files) as well; other URLs go through
+    ``torch.hub.download_url_to_file``. Either way ``dest`` only appears once the transfer is complete and
+    the hash (when known) matches. ``timeout`` bounds connecting and the first response, not the transfer.
     """
     dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
-    digest = hashlib.sha256()
-    request = urllib.request.Request(url, headers={"User-Agent": "skyscout-model-download"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response, part.open("wb") as out:
-            total = int(response.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, disable=not progress) as bar:
-                while chunk := response.read(_CHUNK):
-                    out.write(chunk)
-                    digest.update(chunk)
-                    bar.update(len(chunk))
-        if total is not None and part.stat().st_size != total:
-            raise DownloadError(f"download of {url} stopped at {part.stat().st_size} of {total} bytes")
-    except (urllib.error.URLError, OSError, DownloadError) as exc:
-        part.unlink(missing_ok=True)
-        if isinstance(exc, DownloadError):
-            raise
-        raise DownloadError(f"could not download {url}: {exc}") from exc
-    actual = digest.hexdigest()
-    if expected_sha256 and actual.lower() != expected_sha256.lower():
-        part.unlink(missing_ok=True)
-        raise ChecksumError(
-            f"{url} downloaded with sha256 {actual}, expected {expected_sha256}; nothing was kept."
-        )
-    part.replace(dest)
+    hub = hub_file(url)
+    if hub is not None:
+        fetched, hub_sha256 = _from_hub(hub, dest, progress=progress, timeout=timeout)
+        known = [h.lower() for h in (expected_sha256, hub_sha256) if h]
+    else:
+        fetched = _from_url(url, dest, expected_sha256=expected_sha256, progress=progress, timeout=timeout)
+        known = [expected_sha256.lower()] if expected_sha256 else []
+    actual = sha256_file(fetched)
+    if any(actual != h for h in known):
+        fetched.unlink(missing_ok=True)
+        raise ChecksumError(f"{url} downloaded with sha256 {actual}, expected {known[0]}; nothing was kept.")
+    fetched.replace(dest)
     record_checksum(
         dest, actual, source=f"download of {url} at {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}"
     )
