@@ -122,15 +122,25 @@ def _shown(keys: list[str]) -> str:
     return ", ".join(keys[:_SHOWN_KEYS]) + more
 
 
-def load_state_dict_strict(
-    model: torch.nn.Module,
-    state_dict: Mapping[str, torch.Tensor],
-    *,
-    source: str,
-    arch: str,
-) -> None:
-    """Copy ``state_dict`` into ``model``, or raise :class:`CheckpointMismatchError` naming differences."""
-    expected = model.state_dict()
+@dataclass
+class StateDictFit:
+    """How a checkpoint's tensors fit a model: the adjusted tensors and what is missing, extra or misshapen."""
+
+    #: the checkpoint's tensors after the harmless adjustments (legacy ``position_ids`` dropped, scalars reshaped)
+    state_dict: dict[str, torch.Tensor]
+    missing: list[str]
+    unexpected: list[str]
+    #: ``(key, shape in checkpoint, shape in model)``
+    mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]]
+
+    @property
+    def exact(self) -> bool:
+        """Whether every tensor has its place and shape (a strict load will succeed)."""
+        return not (self.missing or self.unexpected or self.mismatched)
+
+
+def fit_state_dict(expected: Mapping[str, torch.Tensor], state_dict: Mapping[str, torch.Tensor]) -> StateDictFit:
+    """Compare ``state_dict`` with a model's own (``expected``: only names and shapes are read, so meta is fine)."""
     sd = dict(state_dict)
     for key in [k for k in sd if k.endswith("embeddings.position_ids") and k not in expected]:
         # transformers stopped saving this buffer; old checkpoints still have it and it holds 0..n-1
@@ -139,28 +149,42 @@ def load_state_dict_strict(
         if key in sd and key in expected and sd[key].shape != expected[key].shape:
             if sd[key].numel() == expected[key].numel() == 1:
                 sd[key] = sd[key].reshape(expected[key].shape)
-    missing = sorted(set(expected) - set(sd))
-    unexpected = sorted(set(sd) - set(expected))
-    mismatched = [
-        (k, tuple(sd[k].shape), tuple(expected[k].shape))
-        for k in sorted(set(sd) & set(expected))
-        if sd[k].shape != expected[k].shape
-    ]
-    if missing or unexpected or mismatched:
+    return StateDictFit(
+        state_dict=sd,
+        missing=sorted(set(expected) - set(sd)),
+        unexpected=sorted(set(sd) - set(expected)),
+        mismatched=[
+            (k, tuple(sd[k].shape), tuple(expected[k].shape))
+            for k in sorted(set(sd) & set(expected))
+            if sd[k].shape != expected[k].shape
+        ],
+    )
+
+
+def load_state_dict_strict(
+    model: torch.nn.Module,
+    state_dict: Mapping[str, torch.Tensor],
+    *,
+    source: str,
+    arch: str,
+) -> None:
+    """Copy ``state_dict`` into ``model``, or raise :class:`CheckpointMismatchError` naming differences."""
+    fit = fit_state_dict(model.state_dict(), state_dict)
+    if not fit.exact:
         parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing key(s): {_shown(missing)}")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected key(s): {_shown(unexpected)}")
-        if mismatched:
-            shown = [f"{k} (checkpoint {list(a)} vs model {list(b)})" for k, a, b in mismatched]
-            parts.append(f"{len(mismatched)} shape mismatch(es): {_shown(shown)}")
+        if fit.missing:
+            parts.append(f"{len(fit.missing)} missing key(s): {_shown(fit.missing)}")
+        if fit.unexpected:
+            parts.append(f"{len(fit.unexpected)} unexpected key(s): {_shown(fit.unexpected)}")
+        if fit.mismatched:
+            shown = [f"{k} (checkpoint {list(a)} vs model {list(b)})" for k, a, b in fit.mismatched]
+            parts.append(f"{len(fit.mismatched)} shape mismatch(es): {_shown(shown)}")
         raise CheckpointMismatchError(
             f"Checkpoint {source} does not match architecture {arch!r}: " + "; ".join(parts) + ". "
             "Check that the spec names the architecture the checkpoint was trained with "
             "(for a bare state_dict use 'path:FILE#ARCH'); nothing was loaded.",
-            missing=missing,
-            unexpected=unexpected,
-            shape_mismatches=mismatched,
+            missing=fit.missing,
+            unexpected=fit.unexpected,
+            shape_mismatches=fit.mismatched,
         )
-    model.load_state_dict(sd, strict=True)
+    model.load_state_dict(fit.state_dict, strict=True)

@@ -1,4 +1,4 @@
-"""A random-weight open_clip ViT-B-32 saved exactly as SkyScript ships SkyCLIP goes through the preset loader.
+"""A random-weight open_clip ViT-B-32 saved exactly as SkyScript ships SkyCLIP goes through the loaders.
 
 SkyScript's zips hold ``<NAME>/epoch_20.pt``: the dict open_clip's training ``main.py`` saves (``epoch``,
 ``name``, ``state_dict`` with DDP's ``module.`` prefix, ``optimizer``). The loader must give the very
@@ -18,8 +18,9 @@ import pytest
 import torch
 from PIL import Image
 
-from tools.models import CheckpointMismatchError, encode_images, encode_texts, load_model
+from tools.models import CheckpointMismatchError, UnknownModelError, encode_images, encode_texts, load_model
 from tools.models.download import checksum_record_path
+from tools.models.infer import infer_arch
 
 STEM = "SkyCLIP_ViT_B32_top50pct"
 TEXTS = ["a satellite image of a solar farm", "vineyards on a hillside", "a beach bar"]
@@ -128,3 +129,71 @@ def test_mismatched_checkpoint_names_the_keys(source: Source, tmp_path: Path) ->
     assert err.missing == ["visual.ln_post.weight"]
     assert err.unexpected == ["visual.extra_head.weight"]
     assert err.shape_mismatches == [("text_projection", (512, 256), (512, 512))]
+
+
+def test_plain_skyscript_checkpoint_loads_without_naming_its_architecture(source: Source, tmp_path: Path) -> None:
+    ckpt = tmp_path / "my_run" / "epoch_20.pt"  # not a preset's file name: the shapes alone decide
+    ckpt.parent.mkdir()
+    torch.save(_skyscript_payload(source.state_dict, source.model), ckpt)
+
+    loaded = load_model(f"path:{ckpt}", cache_dir=tmp_path)
+
+    # ViT-B-32 and ViT-B-32-quickgelu have the same tensors; both B/32 presets use plain GELU
+    assert (loaded.arch, loaded.embed_dim, loaded.image_size) == ("ViT-B-32", 512, 224)
+    assert loaded.meta["epoch"] == 20
+    with torch.inference_mode():
+        model: Any = loaded.model
+        img = model.encode_image(source.images)
+        txt = model.encode_text(loaded.tokenizer(TEXTS))
+    torch.testing.assert_close(img, source.image_features, rtol=0, atol=1e-6)
+    torch.testing.assert_close(txt, source.text_features, rtol=0, atol=1e-6)
+
+
+def test_ambiguous_and_unknown_shapes_ask_for_the_architecture(source: Source, tmp_path: Path) -> None:
+    # ViT-B/16 has B/32's tensors except the patch embedding and the positions: same size, other shapes
+    b16 = dict(source.state_dict)
+    b16["visual.conv1.weight"] = torch.zeros(768, 3, 16, 16)
+    b16["visual.positional_embedding"] = torch.zeros(197, 768)
+    ambiguous = tmp_path / "b16.pt"
+    torch.save(b16, ambiguous)
+    with pytest.raises(UnknownModelError) as info:
+        load_model(f"path:{ambiguous}", cache_dir=tmp_path)
+    message = str(info.value)
+    assert "fit 2 open_clip architectures" in message and "QuickGELU" in message
+    assert f"'path:{ambiguous}#ViT-B-16', 'path:{ambiguous}#ViT-B-16-quickgelu'" in message
+
+    odd = dict(source.state_dict)  # a 256-d embedding: no open_clip config has it
+    odd["text_projection"] = torch.zeros(512, 256)
+    odd["visual.proj"] = torch.zeros(768, 256)
+    unknown = tmp_path / "odd.pt"
+    torch.save(odd, unknown)
+    with pytest.raises(UnknownModelError, match="no open_clip architecture has exactly its tensors") as info:
+        load_model(f"path:{unknown}", cache_dir=tmp_path)
+    assert "embedding 256" in str(info.value) and f"'path:{unknown}#ARCH'" in str(info.value)
+
+
+def _meta_state_dict(arch: str) -> dict[str, torch.Tensor]:
+    """The tensor names and shapes of ``arch`` without allocating its weights."""
+    with torch.device("meta"):
+        return open_clip.create_model(arch, device="meta").state_dict()
+
+
+def test_presets_decide_between_architectures_that_shapes_cannot_tell_apart() -> None:
+    l14 = _meta_state_dict("ViT-L-14-quickgelu")
+    # SkyCLIP's published L/14 files are QuickGELU, RemoteCLIP's is not; the file name tells them apart
+    for stem in ("SkyCLIP_ViT_L14_top30pct", "SkyCLIP_ViT_L14_top30pct_filtered_by_CLIP_laion_RS"):
+        extracted = Path("/cache/extracted/x-1234") / stem / "epoch_20.pt"
+        assert infer_arch(l14, source=extracted, spec_file="x.zip") == "ViT-L-14-quickgelu"
+    assert infer_arch(l14, source=Path("/data/RemoteCLIP-ViT-L-14.pt"), spec_file="x.pt") == "ViT-L-14"
+    with pytest.raises(UnknownModelError) as info:
+        infer_arch(l14, source=Path("/data/finetuned.pt"), spec_file="/data/finetuned.pt")
+    message = str(info.value)
+    assert "ViT-L-14 (preset remoteclip-vit-l14)" in message
+    assert "ViT-L-14-quickgelu (presets skyclip-vit-l14, skyclip-vit-l14-top50pct, skyclip-vit-l14-laionrs)" in message
+    assert "'path:/data/finetuned.pt#ViT-L-14-quickgelu'" in message
+    # the only preset with RN50 shapes uses plain RN50
+    assert infer_arch(_meta_state_dict("RN50"), source=Path("/data/rn.pt"), spec_file="rn.pt") == "RN50"
+    # OpenAI's own TorchScript archives were trained with QuickGELU, whatever the presets use
+    b32 = _meta_state_dict("ViT-B-32")
+    assert infer_arch(b32, source=Path("/data/ViT-B-32.pt"), spec_file="x", openai_archive=True) == "ViT-B-32-quickgelu"
+    assert infer_arch(b32, source=Path("/data/ViT-B-32.pt"), spec_file="x") == "ViT-B-32"
