@@ -13,11 +13,10 @@ from tools.models.download import ChecksumError, DownloadError
 from tools.models.encode import encode_images, encode_texts
 from tools.models.errors import CheckpointMismatchError, ModelNotAvailableError, UnknownModelError
 from tools.models.loading import LoadedModel, load_model, save_checkpoint
-from tools.models.registry import DEFAULT_PRESET, PRESETS, Preset, list_presets, parse_spec
+from tools.models.registry import PRESETS, Preset, list_presets, parse_spec
 from tools.models.tiny import TINY_ARCH
 
 __all__ = [
-    "DEFAULT_PRESET",
     "PRESETS",
     "TINY_ARCH",
     "CheckpointFormatError",

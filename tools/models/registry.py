@@ -149,10 +149,6 @@ PRESETS: dict[str, Preset] = {
     )
 }
 
-#: the preset used when nothing else is configured: it needs no download
-DEFAULT_PRESET = TINY_ARCH
-
-
 @dataclass(frozen=True)
 class ModelSpec:
     """A parsed model spec: which kind of source, and its parts."""

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["RotationPooling", "is_rotation_pooled", "pool_rotations"]
+__all__ = ["RotationPooling", "pool_rotations"]
 
 _CLASSES: dict[type, type] = {}
 
@@ -46,8 +46,3 @@ def pool_rotations(tower: nn.Module) -> nn.Module:
         _CLASSES[base] = type(f"RotationPooled{base.__name__}", (RotationPooling, base), {})
     tower.__class__ = _CLASSES[base]
     return tower
-
-
-def is_rotation_pooled(model: nn.Module) -> bool:
-    """Whether a CLIP model's image tower (``model.visual``) averages over rotations."""
-    return isinstance(getattr(model, "visual", None), RotationPooling)
