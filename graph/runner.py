@@ -4,10 +4,11 @@
 finish (the process died, or it waits for approval), continues it from its last completed step. Each
 node's update is written before the next node starts (``durability="sync"``), so a run killed at any
 moment loses at most the step it was in, and that step restarts from the work it had committed (jobs
-that resume themselves: ingestion, captioning, training checkpoints, indexing).
+that resume themselves: ingestion, captioning, training checkpoints, indexing). This is the only way any
+request runs: ``ask``, ``chat``, ``improve``, the scheduler and the HTTP routes all come here.
 
     with sqlite_checkpointer(default_checkpoint_path(home)) as saver:
-        runner = AgentRunner(deps, checkpointer=saver, router=router)
+        runner = AgentRunner(agent_context, checkpointer=saver)
         outcome = runner.run("ingest ./tiles, train a model and find beaches", thread_id="t-1")
 """
 
@@ -19,28 +20,27 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.sqlite import SqliteSaver
-from langgraph.types import Command
+from langgraph.types import Command, Overwrite
 from pydantic import BaseModel, Field
 
-from agents.deps import AgentDeps
+from agents.context import AgentContext
 from graph.builder import build_graph
 from prompts.agents import ANSWER_AWAITING
 
 if TYPE_CHECKING:
-    from langchain_core.language_models import BaseChatModel
     from langgraph.checkpoint.base import BaseCheckpointSaver
-
-    from agents.router import IntentRouter
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FILE = "agent_checkpoints.sqlite"
 #: supervisor + agent per step: a plan of 100 steps fits
 RECURSION_LIMIT = 500
+#: what :meth:`AgentRunner.stream` yields: ("updates", {node: update}) or ("custom", {"progress": {...}})
+Event = tuple[str, dict[str, Any]]
 
 
 def default_checkpoint_path(home: Path) -> Path:
@@ -73,8 +73,8 @@ def sqlite_checkpointer(path: Path) -> Iterator[SqliteSaver]:
         saver.conn.close()
 
 
-def new_thread_id() -> str:
-    return f"t-{uuid.uuid4().hex[:12]}"
+def new_thread_id(prefix: str = "t") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
 class RunOutcome(BaseModel):
@@ -99,19 +99,18 @@ class RunOutcome(BaseModel):
 _NOTHING = object()
 
 
-class AgentRunner:
-    """The compiled agent graph plus the logic to start, resume and approve runs by thread id."""
+def _plain(update: dict[str, Any]) -> dict[str, Any]:
+    """A node's update as its readers see it: a reset list (LangGraph's ``Overwrite``) is the list itself."""
+    return {node: {k: v.value if isinstance(v, Overwrite) else v for k, v in change.items()}
+            if isinstance(change, dict) else change for node, change in update.items()}
 
-    def __init__(
-        self,
-        deps: AgentDeps,
-        *,
-        checkpointer: BaseCheckpointSaver[Any],
-        llm: BaseChatModel | None = None,
-        router: IntentRouter | Callable[[], IntentRouter] | None = None,
-    ) -> None:
-        self.deps = deps
-        self.graph = build_graph(deps, llm=llm, router=router).compile(checkpointer=checkpointer)
+
+class AgentRunner:
+    """The compiled agent graph, its run-time context, and the logic to start, resume and approve runs."""
+
+    def __init__(self, context: AgentContext, *, checkpointer: BaseCheckpointSaver[Any]) -> None:
+        self.context = context
+        self.graph = build_graph().compile(checkpointer=checkpointer)
 
     @staticmethod
     def config(thread_id: str) -> RunnableConfig:
@@ -125,20 +124,14 @@ class AgentRunner:
         approval = snap.interrupts[0].value if snap.interrupts else None
         return {"request": snap.values.get("request"), "next": list(snap.next), "approval": approval}
 
-    def _input(
-        self,
-        request: str | None,
-        thread_id: str,
-        approve: bool | None,
-        intents: Sequence[dict[str, Any]] | None,
-    ) -> tuple[Any, bool]:
+    def _input(self, request: str | None, thread_id: str, approve: bool | None,
+               intents: Sequence[dict[str, Any]] | None) -> tuple[Any, bool]:
         pending = self.pending(thread_id)
         if pending is not None:
             if request is not None and request != pending["request"]:
                 raise ValueError(
                     f"thread {thread_id} has an unfinished request ({pending['request']!r}); "
-                    f"continue it with `skyscout ask --thread {thread_id}` (no request), or use a new thread"
-                )
+                    f"continue it with `skyscout ask --thread {thread_id}` (no request), or use a new thread")
             if pending["approval"] is not None:
                 if approve is None:
                     return _NOTHING, True
@@ -153,31 +146,23 @@ class AgentRunner:
             payload["intents"] = [dict(i) for i in intents]
         return payload, False
 
-    def stream(
-        self,
-        request: str | None,
-        *,
-        thread_id: str,
-        approve: bool | None = None,
-        intents: Sequence[dict[str, Any]] | None = None,
-    ) -> Iterator[dict[str, Any]]:
-        """The graph's updates, node by node (``{"node": {...update...}}``), as the run goes."""
+    def stream(self, request: str | None, *, thread_id: str, approve: bool | None = None,
+               intents: Sequence[dict[str, Any]] | None = None, context: AgentContext | None = None
+               ) -> Iterator[Event]:
+        """The run's events as they happen: each node's update, and the progress long steps report."""
         payload, _ = self._input(request, thread_id, approve, intents)
+        return self._events(payload, thread_id, context)
+
+    def _events(self, payload: Any, thread_id: str, context: AgentContext | None) -> Iterator[Event]:
         if payload is _NOTHING:
             return
-        yield from self.graph.stream(
-            payload, self.config(thread_id), stream_mode="updates", durability="sync"
-        )
+        for mode, chunk in self.graph.stream(payload, self.config(thread_id), context=context or self.context,
+                                             stream_mode=["updates", "custom"], durability="sync"):
+            yield str(mode), _plain(cast(dict[str, Any], chunk)) if mode == "updates" else cast(dict[str, Any], chunk)
 
-    def run(
-        self,
-        request: str | None,
-        *,
-        thread_id: str | None = None,
-        approve: bool | None = None,
-        intents: Sequence[dict[str, Any]] | None = None,
-        on_update: Callable[[dict[str, Any]], None] | None = None,
-    ) -> RunOutcome:
+    def run(self, request: str | None, *, thread_id: str | None = None, approve: bool | None = None,
+            intents: Sequence[dict[str, Any]] | None = None, on_event: Callable[[Event], None] | None = None,
+            context: AgentContext | None = None) -> RunOutcome:
         """Start ``request`` on ``thread_id`` (None: a new thread), or continue the thread's unfinished one.
 
         ``approve`` answers a pending approval (True / False). A run that raises is reported as ``failed``
@@ -186,43 +171,35 @@ class AgentRunner:
         thread_id = thread_id or new_thread_id()
         payload, resumed = self._input(request, thread_id, approve, intents)
         error: str | None = None
-        if payload is not _NOTHING:
-            try:
-                for update in self.graph.stream(
-                    payload, self.config(thread_id), stream_mode="updates", durability="sync"
-                ):
-                    if on_update is not None:
-                        on_update(update)
-            except Exception as exc:  # noqa: BLE001 - reported to the caller; the thread can be continued
-                log.exception("run on thread %s failed", thread_id)
-                error = f"{type(exc).__name__}: {exc}"
+        try:
+            for event in self._events(payload, thread_id, context):
+                if on_event is not None:
+                    on_event(event)
+        except Exception as exc:  # noqa: BLE001 - reported to the caller; the thread can be continued
+            log.exception("run on thread %s failed", thread_id)
+            error = f"{type(exc).__name__}: {exc}"
         return self.outcome(thread_id, resumed=resumed, error=error)
+
+    def dry_run(self, request: str, *, intents: Sequence[dict[str, Any]] | None = None) -> RunOutcome:
+        """Interpret ``request`` and let the planner propose, on a new thread; nothing runs or is recorded."""
+        return self.run(request, thread_id=new_thread_id("dry"), intents=intents, context=self.context.dry())
 
     def outcome(self, thread_id: str, *, resumed: bool = False, error: str | None = None) -> RunOutcome:
         """The thread's current state as a :class:`RunOutcome`."""
         snap = self.graph.get_state(self.config(thread_id))
         values = dict(snap.values or {})
         fields = {k: values.get(k) or [] for k in ("plan", "results", "decisions", "errors")}
-        common = dict(
-            thread_id=thread_id,
-            resumed=resumed,
-            request=values.get("request", ""),
-            interpretation=values.get("interpretation"),
-            **fields,
-        )
+        common = dict(thread_id=thread_id, resumed=resumed, request=values.get("request", ""),
+                      interpretation=values.get("interpretation"), **fields)
         if error is not None:
-            return RunOutcome(
-                status="failed",
-                answer=f"error: {error}; continue with `skyscout ask --thread {thread_id}`",
-                **{**common, "errors": [*fields["errors"], error]},
-            )
+            answer = f"error: {error}; continue with `skyscout ask --thread {thread_id}`"
+            return RunOutcome(status="failed", answer=answer, **{**common, "errors": [*fields["errors"], error]})
         if snap.interrupts:
             approval = dict(snap.interrupts[0].value)
-            answer = ANSWER_AWAITING.format(
-                action=approval.get("action"), reason=approval.get("reason"), thread_id=thread_id
-            )
+            answer = ANSWER_AWAITING.format(action=approval.get("action"), reason=approval.get("reason"),
+                                            thread_id=thread_id)
             return RunOutcome(status="awaiting_approval", answer=answer, approval=approval, **common)
         return RunOutcome(status="done", answer=values.get("answer"), **common)
 
 
-__all__ = ["AgentRunner", "RunOutcome", "default_checkpoint_path", "new_thread_id", "sqlite_checkpointer"]
+__all__ = ["AgentRunner", "Event", "RunOutcome", "default_checkpoint_path", "new_thread_id", "sqlite_checkpointer"]

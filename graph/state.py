@@ -1,18 +1,20 @@
 """The typed state of the agent graph: a narrow input, the internal fields every node reads, the output.
 
 Everything here is JSON-like (ids, paths, numbers, short texts) so that the SQLite checkpointer stores it
-as is; pixels, vectors and model objects never enter the state. Nodes return partial updates. Lists are
-replaced whole by the node that changes them (one node runs at a time), so a new request on an old
-thread starts from a clean plan.
+as is; pixels, vectors and model objects never enter the state. Nodes return partial updates: the list
+fields ``results``, ``decisions`` and ``errors`` have an ``operator.add`` reducer, so a node returns only
+what it adds (and a streamed update carries only the new items). A new request on an old thread starts
+from a clean slate: the interpret node resets them with LangGraph's ``Overwrite``.
 """
 
 from __future__ import annotations
 
-from typing import Any, NotRequired
+import operator
+from typing import Annotated, Any, NotRequired
 
 from typing_extensions import TypedDict
 
-from agents.deps import Step, StepResult
+from agents.records import Step, StepResult
 
 
 class InputState(TypedDict):
@@ -36,15 +38,20 @@ class DecisionRecord(TypedDict):
     actor: str
 
 
+Results = Annotated[list[StepResult], operator.add]
+Decisions = Annotated[list[DecisionRecord], operator.add]
+Errors = Annotated[list[str], operator.add]
+
+
 class AgentState(InputState):
     """The graph's working state: the plan, where it stands, and what each step gave."""
 
     interpretation: NotRequired[dict[str, Any]]  # the router's / LLM's reading of the request
-    plan: NotRequired[list[Step]]
+    plan: NotRequired[list[Step]]  # replaced whole: the supervisor and the planner insert steps
     current: NotRequired[int]  # index in plan of the next step
-    results: NotRequired[list[StepResult]]  # one per finished or skipped step
-    decisions: NotRequired[list[DecisionRecord]]
-    errors: NotRequired[list[str]]
+    results: NotRequired[Results]  # one per finished or skipped step
+    decisions: NotRequired[Decisions]
+    errors: NotRequired[Errors]
     pending_approval: NotRequired[dict[str, Any] | None]  # the request shown while waiting for a person
     answer: NotRequired[str | None]
 
@@ -56,9 +63,9 @@ class OutputState(TypedDict):
     thread_id: NotRequired[str]
     interpretation: NotRequired[dict[str, Any]]
     plan: NotRequired[list[Step]]
-    results: NotRequired[list[StepResult]]
-    decisions: NotRequired[list[DecisionRecord]]
-    errors: NotRequired[list[str]]
+    results: NotRequired[Results]
+    decisions: NotRequired[Decisions]
+    errors: NotRequired[Errors]
     answer: NotRequired[str | None]
 
 

@@ -1,6 +1,6 @@
 """Labelled example utterances per chat intent, and the texts the offline intent router says back.
 
-The router (``agents/router.py``) embeds these examples with MiniLM and routes a new utterance to the
+The router (``agents/routing/``) embeds these examples with MiniLM and routes a new utterance to the
 intent whose examples it is nearest to. They are data, not code: add an example here when a phrasing
 is routed wrongly, and keep the test corpus (``tests/unit/agents/router_corpus.jsonl``) separate, since
 it measures how the router does on phrasings it has never seen.

@@ -17,8 +17,8 @@ REASONS: Final[dict[str, str]] = {
     "({reference}) (policy: retrain from {threshold})",
     "retrain_feedback": "{negative} search results were marked not relevant since the last training run "
     "(policy: retrain from {threshold})",
-    "evaluate_candidate": "candidate {candidate} has no metrics on the held-out {split} split of its dataset "
-    "{dataset}; it must be evaluated before it can be promoted",
+    "evaluate_candidate": "candidate {candidate} has no metrics on the held-out {split} split of its dataset; "
+    "it must be evaluated before it can be promoted",
     "reindex": "{why}; build the active model's index and switch the alias when it is complete",
     "nothing": "nothing to do: {uncaptioned} images without captions (caption from {min_uncaptioned}), "
     "{new_pairs} new captioned pairs (retrain from {min_pairs}), {negative} negative feedback since the last "
@@ -54,8 +54,6 @@ REASONS: Final[dict[str, str]] = {
     "runs ({reason})",
     "approved": "the user approved '{action}'",
     "declined": "the user declined '{action}'; it and the steps that need it are skipped",
-    "no_approver": "'{action}' needs approval and no one was asked; it and the steps that need it are "
-    "skipped",
     "llm_choice": "{reason} (the language model chose this among the actions the policy allows: {allowed})",
     "llm_none": "{reason} (the language model chose none of the actions the policy allows: {allowed})",
 }

@@ -16,9 +16,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from service.commands.search import run_search  # noqa: E402
-from service.context import AppContext  # noqa: E402
+from app.search import search  # noqa: E402
+from service.context import Services  # noqa: E402
 from tools.captioning.text import humanize_label  # noqa: E402
+from tools.indexes import active_index  # noqa: E402
 from tools.search import Query, precision_at_k  # noqa: E402
 
 
@@ -27,13 +28,13 @@ def main() -> None:
     ap.add_argument("--source", default="ucm_captions")
     ap.add_argument("--k", type=int, default=10)
     args = ap.parse_args()
-    ctx = AppContext()
+    ctx = Services().app
     classes = sorted({label for img in ctx.catalog.iter_images(source=args.source) for label in img.labels})
     per_class = {}
     for label in classes:
-        result = run_search(ctx, Query(texts=[humanize_label(label)], k=args.k))
+        result = search(ctx, Query(texts=[humanize_label(label)], k=args.k))
         per_class[label] = precision_at_k(result.hits, label, args.k)
-    index = ctx.catalog.get_alias(f"active_index:{ctx.settings.store}")
+    index = active_index(ctx.catalog, ctx.store_kind())["name"]
     mean = sum(per_class.values()) / len(per_class)
     print(json.dumps({"index": index, "images_in_index": ctx.catalog.count_images(), "k": args.k,
                       f"mean_precision@{args.k}": round(mean, 4),

@@ -1,88 +1,69 @@
-"""Wiring of real dependencies from settings: the one place that builds catalogs, models and stores."""
+"""The composition root: settings become the application context, the agents' context and the graph runner.
+
+A process builds one :class:`Services` (the CLI per command, ``serve`` once for its lifetime, the
+scheduler inside ``serve`` shares it). Each part is built on first use, so a CLI search builds the
+application context only: it never imports the agents, LangGraph or LangChain.
+"""
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING
 
+from app.config import AppConfig, AstraCredentials
+from app.context import AppContext
 from service.settings import Settings, load_settings
-from tools.catalog import Catalog
+
+if TYPE_CHECKING:
+    from agents.context import AgentContext
+    from graph.runner import AgentRunner
 
 
-@dataclass
-class AppContext:
-    """Lazily built dependencies shared by the CLI, the HTTP service and the agents.
+def app_config(settings: Settings) -> AppConfig:
+    """The application's view of the settings: typed, resolved, immutable."""
+    return AppConfig(
+        home=settings.home, roots=tuple(settings.roots), device=settings.device,
+        store=settings.store,  # type: ignore[arg-type]  # validated by AppContext.store_kind
+        astra=AstraCredentials(settings.astra_endpoint, settings.astra_token, settings.astra_keyspace),
+        workers=settings.workers, max_pixels=settings.max_pixels, captioner=settings.captioner,
+    )
 
-    Models are loaded once per process and spec (through the agents' model cache), never at import time.
-    """
 
-    settings: Settings = field(default_factory=load_settings)
-    _models: dict[str, Any] = field(default_factory=dict, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+class Services:
+    """What one process builds from its settings, once."""
+
+    def __init__(self, settings: Settings | None = None, *, app: AppContext | None = None) -> None:
+        self.settings = settings or load_settings()
+        if app is not None:
+            self.__dict__["app"] = app
+        self._lock = threading.Lock()
+        self._runner: AgentRunner | None = None
 
     @cached_property
-    def catalog(self) -> Catalog:
-        return Catalog(self.settings.catalog_path)
+    def app(self) -> AppContext:
+        return AppContext(app_config(self.settings))
 
     @cached_property
-    def device(self) -> str:
-        from tools.modelops import pick_device
-
-        return pick_device(self.settings.device)
-
-    def registry(self, kind: str | None = None) -> Any:
-        """The index registry of a vector store backend (default: ``SKYSCOUT_STORE``)."""
-        from tools.stores.factory import index_registry
-
-        kind = kind or self.settings.store
-        if kind == "lancedb":
-            return index_registry("lancedb", path=self.settings.indexes_dir / "lancedb")
-        s = self.settings
-        return index_registry(kind, endpoint=s.astra_endpoint, token=s.astra_token,  # type: ignore[arg-type]
-                              keyspace=s.astra_keyspace)
-
-    def agent_deps(self) -> Any:
-        """The agents' dependencies (:class:`agents.deps.AgentDeps`), built once; its model cache is shared."""
-        with self._lock:
-            if "deps" not in self._models:
-                self._models["deps"] = self._build_agent_deps()
-            return self._models["deps"]
-
-    def _build_agent_deps(self) -> Any:
-        from agents.deps import AgentDeps
-
-        s = self.settings
-        return AgentDeps(
-            catalog=self.catalog, allowed_roots=s.roots, models_dir=s.models_dir, cache_dir=s.cache_dir,
-            open_registry=self.registry, store_kind=s.store, device=s.device, captioner=s.captioner,
-            workers=s.workers,
-        )
-
-    def chat_model(self) -> Any:
-        """The configured LangChain chat model, or None for the offline router and policy."""
+    def agents(self) -> AgentContext:
+        """The agents' run-time context: the application context, the policy, the chat model if any."""
+        from agents.context import AgentContext
         from agents.llm import create_chat_model
+        from agents.policy import ROUND_TRAINING
 
         s = self.settings
-        return create_chat_model(s.llm, base_url=s.llm_base_url, api_key=s.llm_api_key)
+        return AgentContext(self.app, llm=create_chat_model(s.llm, base_url=s.llm_base_url, api_key=s.llm_api_key),
+                            training={**ROUND_TRAINING, **s.round_training})
 
-    def agent_runner(self) -> Any:
-        """The compiled agent graph with a SqliteSaver checkpointer in SKYSCOUT_HOME (kept open for the process)."""
+    def runner(self) -> AgentRunner:
+        """The compiled agent graph with a SqliteSaver in SKYSCOUT_HOME, kept open for the process."""
         from graph.runner import AgentRunner, default_checkpoint_path, open_sqlite_checkpointer
 
         with self._lock:
-            if "runner" not in self._models:
+            if self._runner is None:
                 saver = open_sqlite_checkpointer(default_checkpoint_path(self.settings.home))
-                runner = AgentRunner(self._models.get("deps") or self._build_agent_deps(), checkpointer=saver,
-                                     llm=self.chat_model())
-                self._models["deps"] = runner.deps
-                self._models["runner"] = runner
-            return self._models["runner"]
+                self._runner = AgentRunner(self.agents, checkpointer=saver)
+            return self._runner
 
-    def model(self, spec: str | None = None) -> tuple[Any, Any]:
-        """(resolved spec, loaded model) for ``spec`` (default ``active``), cached per process."""
-        from tools.modelops import resolve_model
 
-        resolved = resolve_model(self.catalog, spec)
-        return resolved, self.agent_deps().model_cache.model(resolved.load_spec)
+__all__ = ["Services", "app_config"]

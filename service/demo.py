@@ -80,16 +80,17 @@ def main(argv: list[str] | None = None) -> int:
     _banner("2. Record a dataset version (the manifests' train/val split)")
     _cli(["dataset", "create", "--name", "ucm-sample", "--use-manifest-split", "--val", "0", "--test", "0"])
 
-    from service.context import AppContext
+    from service.context import Services
+    from service.scheduler import improvement_tick, tick_lock
 
-    ctx = AppContext()
-    runner = ctx.agent_runner()
-    runner.deps.progress = False
+    services = Services()
+    ctx, runner = services.app, services.runner()
     _banner("3. One improvement round: the planner reads the catalog and decides what to do")
-    outcome = runner.run("improvement round", intents=[{"intent": "improve"}])
-    print(outcome.answer or "")
-    if outcome.status != "done":
-        raise SystemExit(f"the improvement round did not finish: {outcome.status} {outcome.errors}")
+    with tick_lock(services.settings.home / "improve.lock"):
+        round_ = improvement_tick(services)
+    print(round_["answer"] or "")
+    if round_["status"] != "done":
+        raise SystemExit(f"the improvement round did not finish: {round_['status']} {round_['errors']}")
 
     _banner("4. Decision log")
     for d in sorted(ctx.catalog.decisions(limit=20), key=lambda d: d["id"]):
@@ -111,9 +112,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _status(ctx: Any) -> dict[str, Any]:
-    cat = ctx.catalog
-    return {"images": cat.count_images(), "active_model": cat.get_alias("active_model"),
-            "active_index": cat.get_alias(f"active_index:{ctx.settings.store}")}
+    from app.status import status
+
+    return {k: v for k, v in status(ctx).items() if k in ("images", "active_model", "active_index")}
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """The autonomous improvement loop: every interval, ingest what is new in watched folders and let the
-planner act (caption, retrain, evaluate, promote, re-index), recording its decisions.
+planner act (caption, retrain, evaluate, promote, re-index), recording its decisions. Each tick is one
+run of the agent graph (the only runner), the same as ``skyscout improve --once`` and ``/v1/improve``.
 
 One tick runs at a time, across processes: the lock is an ``flock`` on a file in SKYSCOUT_HOME, which the
 operating system releases when its holder dies, so a crashed process never leaves a stale lock behind.
@@ -17,7 +18,13 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from service.settings import Settings
+
+if TYPE_CHECKING:
+    from graph.runner import Event
+    from service.context import Services
 
 log = logging.getLogger(__name__)
 
@@ -98,29 +105,49 @@ class ImprovementLoop:
         self._stop.set()
 
 
-def improvement_tick(ctx: Any) -> dict[str, Any]:
-    """One tick: ingest new files from the watched folders, then one planner improvement round.
+#: the catalog alias naming the thread of the latest improvement round (resumed when it did not finish)
+ROUND_THREAD_ALIAS = "improve_thread"
 
-    ``ctx`` is a :class:`service.context.AppContext`. Returns what was ingested and the decisions taken;
-    the whole tick is recorded as an ``improve`` job.
+
+def round_intents(settings: Settings) -> list[dict[str, Any]]:
+    """The commands of one tick: ingest each watched folder that exists, then an improvement round."""
+    intents: list[dict[str, Any]] = []
+    for folder in (Path(p) for p in settings.watch_dirs.split(":") if p.strip()):
+        if folder.is_dir():
+            intents.append({"intent": "ingest", "args": {"path": str(folder)}, "text": f"ingest watched {folder}"})
+        else:
+            log.warning("watched folder %s does not exist; skipped", folder)
+    return [*intents, {"intent": "improve", "text": "improvement round"}]
+
+
+def improvement_tick(services: Services, *, on_event: Callable[[Event], None] | None = None) -> dict[str, Any]:
+    """One tick through the agent graph: the watched folders are ingested, then the planner's round acts.
+
+    A round that did not finish (the process died, or it waits for approval) is continued rather than
+    started again: its thread id is kept in the catalog. The tick is recorded as an ``improve`` job.
+    Callers hold the tick lock (:func:`tick_lock`).
     """
-    from agents.planner import run_improvement_round
-    from tools.ingest import ingest_directory
+    from graph.runner import new_thread_id
 
-    settings = ctx.settings
-    watched = [Path(p) for p in settings.watch_dirs.split(":") if p.strip()]
-    with ctx.catalog.job("improve", {"watch_dirs": [str(p) for p in watched]}) as job:
-        ingested = []
-        for folder in watched:
-            if not folder.is_dir():
-                log.warning("watched folder %s does not exist; skipped", folder)
-                continue
-            report = ingest_directory(ctx.catalog, folder, allowed_roots=settings.roots, progress=False,
-                                      workers=settings.workers, max_pixels=settings.max_pixels)
-            ingested.append({"folder": str(folder), "added": report.added, "rejected": len(report.rejected)})
-        deps = ctx.agent_deps()
-        decisions = run_improvement_round(deps, llm=ctx.chat_model())
-        result = {"ingested": ingested,
-                  "decisions": [{"action": d.action, "reason": d.reason, "outcome": d.outcome} for d in decisions]}
-        ctx.catalog.update_job(job.id, result=result)
+    catalog, runner = services.app.catalog, services.runner()
+    thread = catalog.get_alias(ROUND_THREAD_ALIAS)
+    resume = thread is not None and runner.pending(thread) is not None
+    if not resume:
+        thread = new_thread_id("improve")
+        catalog.set_alias(ROUND_THREAD_ALIAS, thread)
+    assert thread is not None
+    with catalog.job("improve", {"thread_id": thread, "resumed": resume}) as job:
+        outcome = runner.run(None if resume else "improvement round", thread_id=thread,
+                             intents=None if resume else round_intents(services.settings), on_event=on_event)
+        ids = {d["id"] for d in outcome.decisions if d.get("id") is not None}
+        decisions = sorted((d for d in catalog.decisions(limit=max(50, 2 * len(ids))) if d["id"] in ids),
+                           key=lambda d: d["id"])
+        result = {"thread_id": thread, "status": outcome.status, "resumed": resume,
+                  "ingested": [{"folder": r["data"].get("path"), "added": r["data"].get("added"),
+                                "rejected": r["data"].get("rejected")}
+                               for r in outcome.results if r["action"] == "ingest_images" and r["status"] == "ok"],
+                  "decisions": [{"action": d["action"], "reason": d["reason"], "outcome": d["outcome"]}
+                                for d in decisions],
+                  "answer": outcome.answer, "errors": outcome.errors}
+        catalog.update_job(job.id, result=result)
     return result

@@ -14,6 +14,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from tools.captioning.factory import CAPTIONER_NAMES, CaptionerName
+
 
 def _settings_file() -> Path | None:
     explicit = os.environ.get("SKYSCOUT_SETTINGS_FILE")
@@ -36,7 +38,7 @@ class Settings(BaseSettings):
     device: str = Field("auto", description="torch device for models: auto, cpu, cuda, cuda:1, ...")
     workers: int = Field(4, description="threads for decoding images during ingestion and captioning")
     max_pixels: int = Field(89_478_485, description="larger images are rejected as decompression bombs")
-    captioner: str = Field("template", description="default captioner: template, tags, blip, blip2")
+    captioner: CaptionerName = Field("template", description=f"default captioner: {', '.join(CAPTIONER_NAMES)}")
     store: str = Field("lancedb", description="vector store: lancedb (embedded) or astra")
     astra_endpoint: str | None = Field(None, description="Astra DB API endpoint (else ASTRA_DB_API_ENDPOINT)")
     astra_token: str | None = Field(None, description="Astra DB token (else ASTRA_DB_APPLICATION_TOKEN)")
@@ -48,6 +50,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(1_000_000, description="largest HTTP request body accepted")
     improve_every: str | None = Field(None, description="run the improvement loop inside `serve`, e.g. 6h")
     watch_dirs: str = Field("", description="folders the improvement loop ingests new files from, ':'-separated")
+    round_training: dict[str, Any] = Field(
+        default_factory=dict, description="training options of the agents' rounds over the model's recipe "
+        'and the round caps, as JSON, e.g. {"max_steps": 600}')
 
     @property
     def tokens(self) -> list[str]:
@@ -71,22 +76,6 @@ class Settings(BaseSettings):
         from tools.paths import resolve_roots
 
         return resolve_roots(self.data_roots.split(":"))
-
-    @property
-    def catalog_path(self) -> Path:
-        return self.home / "catalog.db"
-
-    @property
-    def models_dir(self) -> Path:
-        return self.home / "models"
-
-    @property
-    def cache_dir(self) -> Path:
-        return self.home / "cache"
-
-    @property
-    def indexes_dir(self) -> Path:
-        return self.home / "indexes"
 
 
 def load_settings(**overrides: Any) -> Settings:

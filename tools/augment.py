@@ -12,13 +12,14 @@ All randomness is drawn from torch's global CPU generator, so seeding it around 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from PIL import Image
 from torchvision import transforms as T
 from torchvision.transforms import InterpolationMode
+
+from tools.training.config import AugmentConfig, Interpolation
 
 __all__ = [
     "AugmentConfig",
@@ -28,24 +29,6 @@ __all__ = [
     "train_transform_like",
 ]
 
-Interpolation = Literal["bicubic", "bilinear"]
-
-
-@dataclass(frozen=True)
-class AugmentConfig:
-    """Options of the training augmentation (see :func:`build_train_transform`)."""
-
-    rotate90: bool = True
-    hflip: bool = False
-    color_jitter: float = 0.4
-    color_jitter_p: float = 0.8
-    hue: float = 0.0
-    scale: tuple[float, float] = (0.5, 1.0)
-    ratio: tuple[float, float] = (3 / 4, 4 / 3)
-    interpolation: Interpolation = "bicubic"
-
-    def as_kwargs(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class RandomRotate90(torch.nn.Module):

@@ -26,16 +26,13 @@ from tqdm import tqdm
 
 from tools.catalog import Catalog, ImageRecord
 from tools.imageio import load_rgb
+from tools.indexes import alias_name
 from tools.stores.base import IndexRegistry, VectorStore, index_name_for_model
 
 Batch = tuple[list[str], torch.Tensor]  # (image ids, preprocessed pixels)
 Reader = Callable[[Sequence[ImageRecord]], Iterable[Batch]]
 Embedder = Callable[[torch.Tensor], np.ndarray]
 Writer = Callable[[list[str], np.ndarray], int]
-
-
-def alias_name(store_kind: str) -> str:
-    return f"active_index:{store_kind}"
 
 
 def image_metadata(img: ImageRecord) -> dict[str, Any]:
@@ -219,8 +216,12 @@ def build_index(
     transform: Callable[[Image.Image], torch.Tensor], dim: int, device: str = "cpu", batch_size: int = 64,
     num_workers: int = 2, activate: bool = True, progress: bool = True,
     reader: Reader | None = None, embedder: Embedder | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> IndexReport:
-    """Build (or finish) the index of ``model_key`` over every accepted image, then make it active."""
+    """Build (or finish) the index of ``model_key`` over every accepted image, then make it active.
+
+    ``on_progress(done, total)`` is called after each batch (e.g. to stream progress to a chat).
+    """
     name = index_name_for_model(model_key)
     store = registry.open(name, dim, create=True)
     report = IndexReport(index=name, store=registry.kind, model=model_key)
@@ -243,6 +244,8 @@ def build_index(
             done += n
             bar.update(n)
             catalog.update_job(job.id, done=done)
+            if on_progress is not None:
+                on_progress(done, len(records))
 
         reader = reader or dataloader_reader(transform, batch_size=batch_size, num_workers=num_workers,
                                              failed=report.failed, min_size=_input_size(model),
@@ -291,18 +294,3 @@ def _input_size(model: Any) -> int | None:
     if isinstance(size, tuple | list):
         size = max(size)
     return int(size) if isinstance(size, int) else None
-
-
-class NoIndexError(LookupError):
-    """No complete index is active for a store yet."""
-
-
-def active_index(catalog: Catalog, store_kind: str) -> dict[str, Any]:
-    """The catalog record of the index searches use for ``store_kind`` (it names the model that built it)."""
-    name = catalog.get_alias(alias_name(store_kind))
-    record = catalog.get_index(name) if name else None
-    if record is None or record["state"] != "complete":
-        raise NoIndexError(
-            f"no complete {store_kind} index is active yet; run `skyscout index` (after ingesting images)"
-        )
-    return record

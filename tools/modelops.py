@@ -1,4 +1,4 @@
-"""The Training agent's tools: fine-tune a candidate from a dataset version, evaluate, promote.
+"""Model operations over the catalog: resolve model specs, fine-tune a candidate, evaluate, read metrics.
 
 This module joins the catalog (dataset versions, model versions, evaluations) to the model loader
 (:mod:`tools.models`), the training loop (:mod:`tools.training`) and the metrics
@@ -30,46 +30,10 @@ from tools.evaluation import (
     zero_shot_accuracy,
     zero_shot_classifier,
 )
+from tools.modelref import ModelRef, resolve_model
 from tools.models import TINY_ARCH, LoadedModel, load_model, save_checkpoint
 from tools.templates import REMOTE_SENSING_TEMPLATES
 from tools.training import TrainConfig, TrainItem, TrainResult, train
-
-DEFAULT_BASE_MODEL = "skyscout-tiny"
-
-
-@dataclass(frozen=True)
-class ResolvedModel:
-    """A model spec resolved against the catalog: what to hand the loader, and which version it is."""
-
-    spec: str  # what the user wrote
-    load_spec: str  # what tools.models.load_model receives
-    version_id: str | None  # the catalog's model version, if it is one
-    arch: str | None = None
-
-
-def resolve_model(catalog: Catalog, spec: str | None) -> ResolvedModel:
-    """Turn ``active`` / ``mv-...`` into a loadable ``path:`` spec; other specs pass through unchanged."""
-    spec = spec or "active"
-    if spec == "active":
-        active = catalog.get_alias("active_model")
-        if active is None:
-            return ResolvedModel(spec, DEFAULT_BASE_MODEL, None)
-        spec_to_resolve = active
-    else:
-        spec_to_resolve = spec
-    if spec_to_resolve.startswith("mv-"):
-        mv = catalog.get_model_version(spec_to_resolve)
-        if mv is None:
-            known = ", ".join(m["id"] for m in catalog.list_model_versions()) or "none yet"
-            raise LookupError(f"unknown model version {spec_to_resolve!r}; known: {known}")
-        return ResolvedModel(spec, f"path:{mv['checkpoint']}", mv["id"], mv["arch"])
-    return ResolvedModel(spec, spec_to_resolve, None)
-
-
-def load_resolved(catalog: Catalog, spec: str | None, *, cache_dir: Path, device: str = "cpu"
-                  ) -> tuple[ResolvedModel, LoadedModel]:
-    resolved = resolve_model(catalog, spec)
-    return resolved, load_model(resolved.load_spec, cache_dir=cache_dir, device=device)
 
 
 def pick_device(device: str) -> str:
@@ -129,22 +93,35 @@ def training_items(catalog: Catalog, dataset_id: str, *, caption_sources: Sequen
             for it in split_items(catalog, dataset_id, "train", caption_sources=caption_sources) if it.captions]
 
 
-def finetune(
+@dataclass
+class TrainingPlan:
+    """A fine-tuning run ready to start: the base model (a fresh copy), the data and the configuration."""
+
+    ref: ModelRef
+    loaded: LoadedModel
+    dataset_id: str
+    items: list[TrainItem]
+    config: TrainConfig
+    caption_sources: list[str]
+
+    def params(self, run_dir: Path) -> dict[str, Any]:
+        """The job parameters: what identifies the run (an interrupted one is found again by these)."""
+        return {"base": self.ref.key, "dataset": self.dataset_id, "run_dir": str(run_dir),
+                "config": self.config.model_dump(mode="json"), "caption_sources": self.caption_sources}
+
+
+def prepare_training(
     catalog: Catalog, *, model: str | None, dataset: str | None, config: TrainConfig | Mapping[str, Any] | None,
-    models_dir: Path,
-    cache_dir: Path, device: str = "auto", caption_sources: Sequence[str] | None = None,
-    resume_dir: Path | None = None, progress: bool = True,
-    on_step: Callable[[Any], bool | None] | None = None,
-) -> dict[str, Any]:
-    """Fine-tune ``model`` on a dataset version's train split; the result is a *candidate* model version.
+    cache_dir: Path, device: str = "cpu", caption_sources: Sequence[str] | None = None,
+) -> TrainingPlan:
+    """Load a fresh copy of the base model and gather the train split's pairs.
 
     ``config`` is a complete :class:`TrainConfig`, or options (a mapping, possibly empty) that override
-    the model's recipe (:func:`train_config`). Checkpoints go to ``models_dir/runs/<run>``;
-    ``resume_dir`` continues such a run exactly.
+    the model's recipe (:func:`train_config`).
     """
-    device = pick_device(device)
     ds = resolve_dataset(catalog, dataset)
-    resolved, loaded = load_resolved(catalog, model, cache_dir=cache_dir, device=device)
+    ref = resolve_model(catalog, model)
+    loaded = load_model(ref.load_spec, cache_dir=cache_dir, device=device)  # a fresh copy: training changes it
     items = training_items(catalog, ds["id"], caption_sources=caption_sources)
     if not isinstance(config, TrainConfig):
         config = train_config(loaded.arch, config, n_items=len(items))
@@ -153,35 +130,47 @@ def finetune(
             f"dataset {ds['id']} has {len(items)} captioned training images, fewer than one batch "
             f"({config.effective_batch_size}); caption more images (`skyscout caption`) or lower --batch-size"
         )
+    return TrainingPlan(ref, loaded, ds["id"], items, config, list(caption_sources or []))
+
+
+def finetune(
+    catalog: Catalog, plan: TrainingPlan, *, models_dir: Path, device: str = "cpu", resume_dir: Path | None = None,
+    progress: bool = True, on_step: Callable[[Any], bool | None] | None = None,
+) -> dict[str, Any]:
+    """Run a prepared fine-tuning; the result is a *candidate* model version with its lineage.
+
+    Checkpoints go to ``models_dir/runs/<run>``; ``resume_dir`` continues such a run exactly.
+    """
     run_dir = resume_dir or models_dir / "runs" / f"run-{time.strftime('%Y%m%d-%H%M%S')}"
-    params = {"base": resolved.spec, "dataset": ds["id"], "run_dir": str(run_dir),
-              "config": config.model_dump(mode="json"), "caption_sources": list(caption_sources or [])}
+    params = plan.params(run_dir)
+    loaded, ref = plan.loaded, plan.ref
     with catalog.job("train", params, total=None) as job:
         def report(info: Any) -> bool | None:
             catalog.update_job(job.id, done=info.step, total=info.total_steps)
             return on_step(info) if on_step else None
 
         result: TrainResult = train(
-            loaded.model, loaded.tokenizer, None, items, config, out_dir=run_dir, resume=resume_dir is not None,
-            device=device, progress=progress, on_step=report,
+            loaded.model, loaded.tokenizer, None, plan.items, plan.config, out_dir=run_dir,
+            resume=resume_dir is not None, device=device, progress=progress, on_step=report,
         )
         if not result.completed:
             catalog.update_job(job.id, state="cancelled", error="stopped before the end; resume to finish")
             return {"completed": False, "run_dir": str(run_dir), "steps": result.steps, "job_id": job.id}
         weights = run_dir / "model.pt"
-        save_checkpoint(weights, loaded, arch=loaded.arch, extra={"base": resolved.spec, "dataset": ds["id"]})
+        save_checkpoint(weights, loaded, arch=loaded.arch, extra={"base": ref.key, "dataset": plan.dataset_id})
         summary = {
             "steps": result.steps, "epochs": result.epochs, "samples_seen": result.samples_seen,
             "final_loss": result.final_loss, "samples_per_s": result.samples_per_s,
-            "elapsed_s": result.elapsed_s, "log": str(result.log_path), "train_images": len(items),
+            "elapsed_s": result.elapsed_s, "log": str(result.log_path), "train_images": len(plan.items),
         }
         model_id = catalog.add_model_version(
-            arch=loaded.arch, base=resolved.spec, parent=resolved.version_id, dataset_id=ds["id"],
+            arch=loaded.arch, base=ref.key, parent=ref.version_id, dataset_id=plan.dataset_id,
             checkpoint=str(weights), params={**params, "result": summary},
         )
         catalog.update_job(job.id, result={"model_version": model_id, **summary})
         return {"completed": True, "model_version": model_id, "run_dir": str(run_dir), "job_id": job.id,
-                "dataset": ds["id"], "base": resolved.spec, "config": config.model_dump(mode="json"), **summary}
+                "dataset": plan.dataset_id, "base": ref.key, "config": plan.config.model_dump(mode="json"),
+                **summary}
 
 
 # -- evaluation -------------------------------------------------------------------------------------
@@ -229,24 +218,30 @@ def evaluate_items(
     return out
 
 
+#: evaluation kinds stored per (model, dataset, split): the keys of :func:`evaluate_items`' result
+EVAL_KINDS = ("zeroshot", "retrieval", "retrieval_class_aware")
+
+
 def evaluate(
-    catalog: Catalog, *, model: str | None, dataset: str | None, split: str = "val", cache_dir: Path,
-    device: str = "auto", caption_sources: Sequence[str] | None = None, store: bool = True,
+    catalog: Catalog, *, ref: ModelRef, loaded: LoadedModel, dataset: str | None, split: str = "val",
+    device: str = "cpu", batch_size: int = 64, caption_sources: Sequence[str] | None = None, store: bool = True,
 ) -> dict[str, Any]:
-    """Evaluate a model on a dataset version's split and record the result in the catalog."""
-    device = pick_device(device)
+    """Evaluate a loaded model on a dataset version's split; the metrics are recorded under ``ref.key``."""
     ds = resolve_dataset(catalog, dataset)
-    resolved, loaded = load_resolved(catalog, model, cache_dir=cache_dir, device=device)
     items = split_items(catalog, ds["id"], split, caption_sources=caption_sources)
-    label_texts = _label_texts(catalog, items)
-    metrics = evaluate_items(loaded, items, device=device, label_texts=label_texts)
-    key = resolved.version_id or resolved.spec
+    if not items:
+        raise ValueError(
+            f"the {split} split of {ds['id']} is empty; create a dataset version with a larger held-out "
+            "fraction or ingest more images"
+        )
+    metrics = evaluate_items(loaded, items, device=device, label_texts=_label_texts(catalog, items),
+                             batch_size=batch_size)
     if store:
-        for kind in ("zeroshot", "retrieval", "retrieval_class_aware"):
+        for kind in EVAL_KINDS:
             if kind in metrics:
-                catalog.add_evaluation(model=key, dataset=ds["id"], split=split, kind=kind,
+                catalog.add_evaluation(model=ref.key, dataset=ds["id"], split=split, kind=kind,
                                        metrics=metrics[kind])
-    return {"model": key, "dataset": ds["id"], "split": split, **metrics}
+    return {"model": ref.key, "dataset": ds["id"], "split": split, **metrics}
 
 
 def _label_texts(catalog: Catalog, items: Sequence[PairItem]) -> dict[str, str]:
@@ -271,16 +266,3 @@ def evaluate_manifest(
                    if r.labels and "label_text" in r.metadata}
     metrics = evaluate_items(model_loader(), items, device=pick_device(device), label_texts=label_texts)
     return {"manifest": str(manifest), "skipped": len(rows) - len(items) + len(rejected), **metrics}
-
-
-def headline(metrics: dict[str, Any]) -> dict[str, float]:
-    """The few numbers a person (or the planner) compares: top-1, top-5, mean recall."""
-    out: dict[str, float] = {}
-    if "zeroshot" in metrics:
-        out["top1"] = float(metrics["zeroshot"]["top1"])
-        out["top5"] = float(metrics["zeroshot"]["top5"])
-    for kind in ("retrieval", "retrieval_class_aware"):
-        if kind in metrics:
-            out[f"{kind}_mean_recall"] = float(metrics[kind]["mean_recall"])
-    return out
-

@@ -70,9 +70,10 @@ class SearchResult:
     index: str
     query: dict[str, Any]
     hits: list[SearchHit]
+    model: str | None = None  # the key of the model that built the index
 
     def to_dict(self) -> dict[str, Any]:
-        return {"query_id": self.query_id, "index": self.index, "query": self.query,
+        return {"query_id": self.query_id, "index": self.index, "model": self.model, "query": self.query,
                 "hits": [asdict(h) for h in self.hits]}
 
 

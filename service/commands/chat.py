@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from service.context import AppContext
+from service.commands.events import EventPrinter
+from service.context import Services
+
+if TYPE_CHECKING:
+    from graph.runner import AgentRunner
 
 HELP = """Type a request in plain words, e.g. "find beaches", "how good is the model?", "why did you retrain?".
 Commands: /new (start a new thread), /thread (show the thread id), /quit (or Ctrl-D)."""
@@ -18,26 +22,24 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.set_defaults(handler=cmd_chat)
 
 
-def describe(update: dict[str, Any]) -> list[str]:
-    """Readable lines for one graph update: which agent ran which tool, and how it went."""
-    lines = []
-    for node, change in update.items():
-        if not isinstance(change, dict):
-            continue
-        for result in change.get("results", []) or []:
-            first = ((result.get("summary") or "").splitlines() or [""])[0]
-            lines.append(f"  [{result['agent']}/{result['action']}] {result['status']}: {first}")
-        if node == "supervisor" and change.get("plan") and not change.get("results"):
-            steps = ", ".join(f"{s['agent']}/{s['action']}" for s in change["plan"])
-            lines.append(f"  plan: {steps}")
-    return lines
-
-
-def chat_loop(runner: Any, thread_id: str, stdin: TextIO, stdout: TextIO) -> None:
+def _command(text: str, thread_id: str, stdout: TextIO) -> str | None:
+    """Handle a ``/`` command; returns the (possibly new) thread id, or None to quit."""
     from graph.runner import new_thread_id
 
+    if text in ("/quit", "/exit"):
+        return None
+    if text == "/new":
+        thread_id = new_thread_id()
+        print(f"new thread {thread_id}", file=stdout)
+    else:
+        print(f"thread {thread_id}", file=stdout)
+    return thread_id
+
+
+def chat_loop(runner: AgentRunner, thread_id: str, stdin: TextIO, stdout: TextIO) -> None:
     print(HELP, file=stdout)
     print(f"thread {thread_id}", file=stdout)
+    show = EventPrinter(stdout)
     while True:
         stdout.write("you> ")
         stdout.flush()
@@ -45,22 +47,16 @@ def chat_loop(runner: Any, thread_id: str, stdin: TextIO, stdout: TextIO) -> Non
         if not line:
             break
         text = line.strip()
+        if text.startswith("/"):
+            new_thread = _command(text, thread_id, stdout)
+            if new_thread is None:
+                break
+            thread_id = new_thread
+            continue
         if not text:
             continue
-        if text in ("/quit", "/exit"):
-            break
-        if text == "/thread":
-            print(f"thread {thread_id}", file=stdout)
-            continue
-        if text == "/new":
-            thread_id = new_thread_id()
-            print(f"new thread {thread_id}", file=stdout)
-            continue
         try:
-            for update in runner.stream(text, thread_id=thread_id):
-                for out in describe(update):
-                    print(out, file=stdout, flush=True)
-            outcome = runner.outcome(thread_id)
+            outcome = runner.run(text, thread_id=thread_id, on_event=show)
             print(f"skyscout> {outcome.answer or '(no answer)'}", file=stdout, flush=True)
         except ValueError as exc:  # e.g. a thread waiting for approval
             print(f"skyscout> {exc}", file=stdout, flush=True)
@@ -69,11 +65,8 @@ def chat_loop(runner: Any, thread_id: str, stdin: TextIO, stdout: TextIO) -> Non
 def cmd_chat(args: argparse.Namespace) -> int:
     from graph.runner import new_thread_id
 
-    ctx = AppContext()
-    runner = ctx.agent_runner()
-    runner.deps.progress = False
     try:
-        chat_loop(runner, args.thread or new_thread_id(), sys.stdin, sys.stdout)
+        chat_loop(Services().runner(), args.thread or new_thread_id(), sys.stdin, sys.stdout)
     except KeyboardInterrupt:
         print()
     return 0

@@ -7,12 +7,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from service.context import AppContext
+from app.data import caption, create_dataset, ingest
+from app.status import status
+from service.context import Services
 from service.output import kv, print_json, table
-from tools.captioning.factory import CAPTIONER_NAMES, create_captioner
-from tools.captioning.run import caption_images
-from tools.datasets import create_dataset, resolve_dataset, to_hf_dataset
-from tools.ingest import ingest_directory, ingest_manifest
+from tools.captioning.factory import CAPTIONER_NAMES
+from tools.datasets import resolve_dataset, to_hf_dataset
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -62,22 +62,12 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.set_defaults(handler=cmd_jobs)
 
 
-def _ctx() -> AppContext:
-    return AppContext()
-
-
 def cmd_ingest(args: argparse.Namespace) -> int:
-    ctx = _ctx()
-    s = ctx.settings
     if bool(args.path) == bool(args.manifest):
         raise ValueError("give either a directory PATH or --manifest FILE (exactly one)")
-    opts: dict[str, Any] = dict(allowed_roots=s.roots, source=args.source, workers=args.workers or s.workers,
-                                max_pixels=s.max_pixels, progress=not (args.no_progress or args.json))
-    if args.manifest:
-        report = ingest_manifest(ctx.catalog, Path(args.manifest), **opts)
-    else:
-        report = ingest_directory(ctx.catalog, Path(args.path), labels_from_folders=args.labels_from_folders,
-                                  **opts)
+    report = ingest(Services().app, args.manifest or args.path, manifest=bool(args.manifest), source=args.source,
+                    labels_from_folders=args.labels_from_folders, workers=args.workers,
+                    progress=not (args.no_progress or args.json))
     doc = report.to_dict()
     if args.json:
         print_json(doc)
@@ -95,13 +85,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_caption(args: argparse.Namespace) -> int:
-    ctx = _ctx()
-    name = args.captioner or ctx.settings.captioner
-    captioner = create_captioner(name, model=args.captioner_model, device=ctx.settings.device,
-                                 batch_size=args.batch_size)
-    report = caption_images(ctx.catalog, captioner, batch_size=args.batch_size, limit=args.limit,
-                            workers=ctx.settings.workers, progress=not (args.no_progress or args.json),
-                            only_uncaptioned=args.only_uncaptioned)
+    report = caption(Services().app, captioner=args.captioner, captioner_model=args.captioner_model,
+                     batch_size=args.batch_size, limit=args.limit, only_uncaptioned=args.only_uncaptioned,
+                     progress=not (args.no_progress or args.json))
     doc = report.to_dict()
     if args.json:
         print_json(doc)
@@ -121,8 +107,7 @@ def _dataset_row(d: dict[str, Any]) -> tuple[Any, ...]:
 
 
 def cmd_dataset_create(args: argparse.Namespace) -> int:
-    ctx = _ctx()
-    info = create_dataset(ctx.catalog, name=args.name, sources=args.sources, val_frac=args.val,
+    info = create_dataset(Services().app, name=args.name, sources=args.sources, val_frac=args.val,
                           test_frac=args.test, seed=args.seed, use_manifest_split=args.use_manifest_split,
                           require_captions=args.require_captions)
     if args.json:
@@ -134,7 +119,7 @@ def cmd_dataset_create(args: argparse.Namespace) -> int:
 
 
 def cmd_dataset_list(args: argparse.Namespace) -> int:
-    datasets = _ctx().catalog.list_datasets()
+    datasets = Services().app.catalog.list_datasets()
     if args.json:
         print_json(datasets)
     else:
@@ -143,41 +128,28 @@ def cmd_dataset_list(args: argparse.Namespace) -> int:
 
 
 def cmd_dataset_export(args: argparse.Namespace) -> int:
-    ctx = _ctx()
-    info = resolve_dataset(ctx.catalog, args.dataset)
-    ds = to_hf_dataset(ctx.catalog, info["id"], args.split)
+    catalog = Services().app.catalog
+    info = resolve_dataset(catalog, args.dataset)
+    ds = to_hf_dataset(catalog, info["id"], args.split)
     ds.save_to_disk(args.out)
     doc = {"dataset": info["id"], "split": args.split, "rows": len(ds), "out": str(Path(args.out).resolve())}
     print_json(doc) if args.json else print(kv(list(doc.items())))
     return 0
 
 
-def status_document(ctx: AppContext) -> dict[str, Any]:
-    cat = ctx.catalog
-    return {
-        "home": str(ctx.settings.home.resolve()),
-        "images": cat.count_images("ok"),
-        "rejected": cat.count_images("rejected"),
-        "uncaptioned": cat.count_uncaptioned(),
-        "sources": cat.sources(),
-        "labels": len(cat.label_counts()),
-        "captions": cat.caption_counts(),
-        "datasets": [d["id"] for d in cat.list_datasets()],
-        "running_jobs": [j.id for j in cat.list_jobs() if j.state == "running"],
-    }
-
-
 def cmd_status(args: argparse.Namespace) -> int:
-    doc = status_document(_ctx())
+    doc = status(Services().app)
     if args.json:
         print_json(doc)
     else:
-        print(kv([(k, v) for k, v in doc.items()]))
+        print(kv([(k, v) for k, v in doc.items() if k not in ("latest_metrics", "recent_decisions")]))
+        for d in doc["recent_decisions"][:3]:
+            print(f"decision #{d['id']} {d['action']}: {d['reason']}")
     return 0
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
-    jobs = _ctx().catalog.list_jobs(kind=args.kind, limit=args.limit)
+    jobs = Services().app.catalog.list_jobs(kind=args.kind, limit=args.limit)
     if args.json:
         print_json([j.__dict__ for j in jobs])
     else:

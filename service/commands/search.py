@@ -1,13 +1,15 @@
-"""Index and search commands: index, search, feedback."""
+"""Index and search commands: index, search, feedback (the application's use cases, printed)."""
 
 from __future__ import annotations
 
 import argparse
-import os
 from typing import Any
 
-from service.context import AppContext
+from app.indexing import build_index
+from app.search import record_feedback, search
+from service.context import Services
 from service.output import kv, print_json, table
+from tools.search import Query
 from tools.stores.base import STORE_KINDS
 
 
@@ -18,7 +20,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--num-workers", type=int, default=None,
                    help="decoding worker processes (default: 0, a decoding thread, on machines with up to 4 cores)")
-    p.add_argument("--no-activate", action="store_true", help="build it but keep the current index active")
+    p.add_argument("--no-activate", action="store_true",
+                   help="build it but keep the current index active (only the active model's index is ever activated)")
     p.set_defaults(handler=cmd_index)
 
     s = sub.add_parser("search", parents=[common], help="find tiles by text and/or example images")
@@ -53,51 +56,11 @@ def parse_filters(pairs: list[str]) -> dict[str, Any] | None:
     return out or None
 
 
-def default_decode_workers() -> int:
-    """Few cores: decode in a thread beside the model (measured faster here); many: worker processes."""
-    cores = os.cpu_count() or 1
-    return 0 if cores <= 4 else min(8, cores // 2)
-
-
-def index_images(ctx: AppContext, *, model: str, store: str | None, batch_size: int = 64,
-                 num_workers: int | None = None, activate: bool = True, progress: bool = True) -> dict[str, Any]:
-    from tools.embedding import build_index
-
-    if num_workers is None:
-        num_workers = default_decode_workers()
-    resolved, loaded = ctx.model(model)
-    registry = ctx.registry(store)
-    report = build_index(
-        ctx.catalog, registry, model_key=resolved.version_id or resolved.load_spec, model=loaded.model,
-        transform=loaded.preprocess_val, dim=loaded.embed_dim, device=ctx.device, batch_size=batch_size,
-        num_workers=num_workers, activate=activate, progress=progress,
-    )
-    return report.to_dict()
-
-
-def run_search(ctx: AppContext, query: Any, store: str | None = None) -> Any:
-    """Search the active index of ``store`` with the model that built it."""
-    from tools.embedding import active_index
-    from tools.evaluation import encode_image_files, text_encoder
-    from tools.search import search
-
-    kind = store or ctx.settings.store
-    record = active_index(ctx.catalog, kind)
-    _, loaded = ctx.model(record["model"])
-    index = ctx.registry(kind).open(record["name"], record["dim"], create=False)
-
-    def encode_images(paths: list[str]) -> Any:
-        return encode_image_files(loaded.model, loaded.preprocess_val, paths, device=ctx.device)
-
-    return search(query, store=index, catalog=ctx.catalog,
-                  encode_text=text_encoder(loaded.model, loaded.tokenizer, device=ctx.device),
-                  encode_images=encode_images)
-
-
 def cmd_index(args: argparse.Namespace) -> int:
-    doc = index_images(AppContext(), model=args.model, store=args.store, batch_size=args.batch_size,
-                       num_workers=args.num_workers, activate=not args.no_activate,
-                       progress=not (args.no_progress or args.json))
+    report = build_index(Services().app, model=args.model, store=args.store, batch_size=args.batch_size,
+                         num_workers=args.num_workers, activate=not args.no_activate,
+                         progress=not (args.no_progress or args.json))
+    doc = report.to_dict()
     if args.json:
         print_json(doc)
     else:
@@ -106,12 +69,10 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from tools.search import Query
-
     query = Query(texts=[" ".join(args.text)] if args.text else [], images=args.image,
                   negative_texts=args.negative, negative_images=args.not_image, k=args.k,
                   filter=parse_filters(args.filter), min_score=args.min_score)
-    result = run_search(AppContext(), query, args.store)
+    result = search(Services().app, query, store=args.store)
     if args.json:
         print_json(result.to_dict())
         return 0
@@ -122,10 +83,8 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_feedback(args: argparse.Namespace) -> int:
-    ctx = AppContext()
-    if not ctx.catalog.has_image(args.image_id):
-        raise LookupError(f"image {args.image_id!r} is not in the catalog")
-    fid = ctx.catalog.add_feedback(image_id=args.image_id, relevant=bool(args.relevant), query_id=args.query_id)
+    fid = record_feedback(Services().app, image_id=args.image_id, relevant=bool(args.relevant),
+                          query_id=args.query_id)
     doc = {"feedback_id": fid, "query_id": args.query_id, "image_id": args.image_id, "relevant": args.relevant}
     print_json(doc) if args.json else print(kv(list(doc.items())))
     return 0

@@ -1,4 +1,4 @@
-"""The ``serve`` command: the HTTP API under uvicorn."""
+"""The ``serve`` command: the HTTP API under uvicorn (with the improvement loop when one is configured)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def is_loopback(host: str) -> bool:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from service.app import create_app
+    from service.api import create_app
 
     settings = load_settings()
     if not settings.tokens and not is_loopback(args.host):
@@ -36,19 +36,5 @@ def cmd_serve(args: argparse.Namespace) -> int:
             f"refusing to serve on {args.host} without SKYSCOUT_API_TOKENS: set one or more bearer tokens "
             "(comma-separated), or listen on 127.0.0.1"
         )
-    app = create_app(settings, warm=not args.no_warm)
-    loop = None
-    if settings.improve_every:
-        from service.context import AppContext
-        from service.scheduler import ImprovementLoop, improvement_tick, parse_interval
-
-        ctx = AppContext(settings=settings)
-        loop = ImprovementLoop(lambda: improvement_tick(ctx), interval=parse_interval(settings.improve_every),
-                               lock_path=settings.home / "improve.lock")
-        loop.start_in_background()
-    try:
-        uvicorn.run(app, host=args.host, port=args.port, log_level="info")
-    finally:
-        if loop is not None:
-            loop.stop()
+    uvicorn.run(create_app(settings, warm=not args.no_warm), host=args.host, port=args.port, log_level="info")
     return 0

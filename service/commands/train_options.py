@@ -9,7 +9,7 @@ has always set. :func:`train_overrides` turns the parsed options back into that 
 A config field must be an option or be listed in :data:`EXCLUDED` (a test checks it), so a new field cannot
 be forgotten silently.
 
-Importing this module imports :mod:`tools.training`, and with it torch.
+It reads the configs only (:mod:`tools.training.config`), so building the command line loads no torch.
 """
 
 from __future__ import annotations
@@ -19,8 +19,7 @@ import types
 from collections.abc import Mapping
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
-from tools.augment import AugmentConfig
-from tools.training import TrainConfig
+from tools.training.config import AugmentConfig, TrainConfig
 
 __all__ = [
     "AUGMENT_EXCLUDED",

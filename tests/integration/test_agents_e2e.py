@@ -13,23 +13,22 @@ from pathlib import Path
 
 import pytest
 
-from agents.router import default_router
+from agents.routing import default_router
 from graph.runner import AgentRunner, default_checkpoint_path, sqlite_checkpointer
-from tests.unit.graph.support import make_deps
-from tools.training import TrainConfig
+from tests.unit.graph.support import make_context
 
 pytestmark = [pytest.mark.slow, pytest.mark.shared_data]
 
 
 def test_ingest_train_and_find_beaches(shared_data: Path, tmp_path: Path) -> None:
     manifest = shared_data / "ucm_captions" / "val.jsonl"  # 157 tiles, 16 classes, 5 human captions each
-    train = TrainConfig(epochs=10, batch_size=32, max_steps=12, checkpoint_every=None, num_workers=0, lr=5e-4,
-                        warmup_steps=1, log_every=1, freeze="text")
-    deps = make_deps(tmp_path / "home", [tmp_path, shared_data], train=train)
+    train = {"epochs": 10, "batch_size": 32, "max_steps": 12, "checkpoint_every": None, "num_workers": 0,
+             "lr": 5e-4, "warmup_steps": 1, "warmup_fraction": None, "log_every": 1, "freeze": "text"}
+    deps = make_context(tmp_path / "home", [tmp_path, shared_data], training=train, router=default_router)
     started = time.perf_counter()
 
     with sqlite_checkpointer(default_checkpoint_path(tmp_path / "home")) as saver:
-        runner = AgentRunner(deps, checkpointer=saver, router=default_router)
+        runner = AgentRunner(deps, checkpointer=saver)
         outcome = runner.run(f"ingest {manifest}, train a model and find beaches", thread_id="e2e")
 
     seconds = time.perf_counter() - started
@@ -51,7 +50,7 @@ def test_ingest_train_and_find_beaches(shared_data: Path, tmp_path: Path) -> Non
     assert data["search_images"]["query"] == "beaches"
     assert any(h["label"] == "beach" for h in hits)  # 12 steps of CPU training already find some
 
-    log = list(reversed(deps.catalog.decisions(limit=50)))
+    log = list(reversed(deps.app.catalog.decisions(limit=50)))
     verdict = "promote" if promoted else "keep_active"
     assert [d["action"] for d in log] == ["ingest", "dataset", "train", "evaluate", verdict, "reindex", "search"]
     assert all(d["reason"] and d["outcome"] for d in log)

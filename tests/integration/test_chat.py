@@ -6,7 +6,7 @@ import io
 from pathlib import Path
 
 from service.commands.chat import chat_loop
-from service.context import AppContext
+from service.context import Services
 from service.settings import Settings
 from tools.ingest import ingest_manifest
 
@@ -15,10 +15,10 @@ PROJECT = Path(__file__).resolve().parents[2]
 
 def test_chat_streams_steps_and_keeps_the_thread(tmp_path: Path) -> None:
     settings = Settings(home=tmp_path / "home", data_roots=str(PROJECT / "data"))
-    ctx = AppContext(settings=settings)
-    ingest_manifest(ctx.catalog, PROJECT / "data" / "ucm_sample" / "val.jsonl", allowed_roots=settings.roots,
+    services = Services(settings)
+    ingest_manifest(services.app.catalog, PROJECT / "data" / "ucm_sample" / "val.jsonl", allowed_roots=settings.roots,
                     progress=False)
-    runner = ctx.agent_runner()
+    runner = services.runner()
     stdin = io.StringIO("how many images do we have?\n\n/thread\nwhy did you retrain?\n/quit\nnever read\n")
     out = io.StringIO()
     chat_loop(runner, "chat-test-1", stdin, out)

@@ -14,10 +14,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+
+from tests.integration.killing import wait_for_training_step
 
 ROOT = Path(__file__).resolve().parents[2]
 THREAD = "resume-1"
@@ -26,19 +27,18 @@ MAX_STEPS = 6
 
 def _worker(home: Path, tiles: Path) -> None:
     """The process under test: one run of the request on THREAD (a resume when the thread is unfinished)."""
-    from agents.router import default_router
+    from agents.routing import default_router
     from graph.runner import AgentRunner, default_checkpoint_path, sqlite_checkpointer
-    from tests.unit.graph.support import make_deps
-    from tools.training import TrainConfig
+    from tests.unit.graph.support import make_context
 
-    train = TrainConfig(epochs=5, batch_size=8, max_steps=MAX_STEPS, checkpoint_every=2, num_workers=0,
-                        lr=5e-4, log_every=1, freeze="text")
-    deps = make_deps(home, [tiles.parent], train=train)
+    train = {"epochs": 5, "batch_size": 8, "max_steps": MAX_STEPS, "checkpoint_every": 2, "num_workers": 0,
+             "lr": 5e-4, "log_every": 1, "freeze": "text"}
+    ctx = make_context(home, [tiles.parent], training=train, router=default_router)
     request = f"ingest {tiles}, caption them with templates and train a model"
     with sqlite_checkpointer(default_checkpoint_path(home)) as saver:
-        runner = AgentRunner(deps, checkpointer=saver, router=default_router)
+        runner = AgentRunner(ctx, checkpointer=saver)
         outcome = runner.run(request, thread_id=THREAD,
-                             on_update=lambda u: print("NODE", *u.keys(), flush=True))
+                             on_event=lambda e: e[0] == "updates" and print("NODE", *e[1].keys(), flush=True))
     print("OUTCOME " + json.dumps(outcome.to_dict(), default=str), flush=True)
 
 
@@ -48,24 +48,6 @@ def _start(home: Path, tiles: Path) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "tests.integration.test_graph_resume", str(home), str(tiles)],
                             cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             start_new_session=True)
-
-
-def _wait_for_training_checkpoint(home: Path, proc: subprocess.Popen[str], timeout: float = 300) -> None:
-    from tools.catalog import Catalog
-
-    catalog = Catalog(home / "catalog.db")
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                pytest.fail(f"the run ended before it could be killed:\n{proc.stderr.read() if proc.stderr else ''}")
-            jobs = catalog.list_jobs(kind="train") if (home / "catalog.db").exists() else []
-            if jobs and jobs[0].state == "running" and jobs[0].done >= 2:  # a checkpoint after step 2
-                return
-            time.sleep(0.25)
-    finally:
-        catalog.close()
-    pytest.fail("training did not reach step 2 in time")
 
 
 @pytest.mark.slow
@@ -79,7 +61,7 @@ def test_sigkill_mid_training_then_resume_on_the_same_thread(tmp_path: Path) -> 
 
     victim = _start(home, tiles)
     try:
-        _wait_for_training_checkpoint(home, victim)
+        wait_for_training_step(home, victim, 2)  # a checkpoint after step 2
         os.killpg(victim.pid, signal.SIGKILL)  # no chance to clean up: the job stays "running"
     finally:
         victim.wait(timeout=60)

@@ -6,12 +6,12 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from agents.planner import PlannerPolicy
-from service.commands.search import index_images
-from service.context import AppContext
+from agents.policy import PlannerPolicy
+from app.indexing import build_index
+from service.context import Services
 from service.scheduler import ImprovementLoop, improvement_tick
 from service.settings import Settings
-from tools.embedding import active_index
+from tools.indexes import active_index
 from tools.ingest import ingest_manifest
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -22,13 +22,14 @@ def test_watched_folder_then_feedback(tmp_path: Path) -> None:
     watch = tmp_path / "watch"
     watch.mkdir()
     settings = Settings(home=tmp_path / "home", data_roots=f"{tmp_path}:{PROJECT / 'data'}", watch_dirs=str(watch))
-    ctx = AppContext(settings=settings)
+    services = Services(settings)
+    ctx = services.app
     ingest_manifest(ctx.catalog, SAMPLE / "val.jsonl", allowed_roots=settings.roots, progress=False)
-    index_images(ctx, model="skyscout-tiny", store="lancedb", num_workers=0, progress=False)
-    deps = ctx.agent_deps()
+    build_index(ctx, model="skyscout-tiny", num_workers=0)
     # Approval is required for training, so the loop records its retraining decision without a long run.
-    deps.policy = PlannerPolicy(min_negative_feedback=3, require_approval=True)
-    loop = ImprovementLoop(lambda: improvement_tick(ctx), interval=3600, lock_path=settings.home / "improve.lock")
+    services.agents.policy = PlannerPolicy(min_negative_feedback=3, require_approval=True)
+    loop = ImprovementLoop(lambda: improvement_tick(services), interval=3600,
+                           lock_path=settings.home / "improve.lock")
 
     # New tiles dropped into the watched folder (uncaptioned copies of sample images, in a "beach" folder).
     (watch / "beach").mkdir()
@@ -41,7 +42,7 @@ def test_watched_folder_then_feedback(tmp_path: Path) -> None:
     new_ids = {r.id for r in ctx.catalog.iter_images() if "new_" in r.uri}
     assert len(new_ids) == 5 and not set(ctx.catalog.images_without_caption(None)) & new_ids
     record = active_index(ctx.catalog, "lancedb")
-    store = ctx.registry("lancedb").open(record["name"], record["dim"], create=False)
+    store = ctx.open_index(record["name"], record["dim"])
     assert new_ids <= store.ids(), "new tiles are not in the active index after the tick"
 
     # Users mark three results of a query as not relevant: the next tick decides to retrain.
@@ -52,5 +53,6 @@ def test_watched_folder_then_feedback(tmp_path: Path) -> None:
     assert retrain and "not relevant" in retrain[0]["reason"], second
     logged = ctx.catalog.decisions(action="retrain")
     assert logged and logged[0]["reason"] == retrain[0]["reason"]
+    assert second["status"] == "awaiting_approval"  # the round waits for a person before it trains
     jobs = ctx.catalog.list_jobs(kind="improve")
     assert len(jobs) == 2 and all(j.state == "succeeded" for j in jobs)

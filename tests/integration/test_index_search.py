@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 
 from tools.catalog import Catalog
-from tools.embedding import active_index, alias_name, build_index
+from tools.embedding import build_index
 from tools.evaluation import text_encoder
+from tools.indexes import active_index, alias_name
 from tools.ingest import ingest_manifest
 from tools.models import load_model
 from tools.paths import resolve_roots

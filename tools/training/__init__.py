@@ -29,24 +29,44 @@ towers, AdamW groups, one optimizer step with gradient accumulation), :mod:`~too
 :mod:`~tools.training.loop` (:func:`train`).
 """
 
-from tools.training.averaging import wise_ft
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 from tools.training.config import (
     CHECKPOINT_NAME,
     FINAL_MODEL_NAME,
     LOG_NAME,
     WISE_START_NAME,
+    AugmentConfig,
     StepInfo,
     TrainConfig,
     TrainItem,
     TrainResult,
 )
-from tools.training.data import caption_clusters, kmeans_cosine, sample_seed, spread_order
-from tools.training.loop import train
-from tools.training.optim import build_optimizer, freeze_tower
-from tools.training.state import load_train_state
+
+if TYPE_CHECKING:
+    from tools.training.averaging import wise_ft
+    from tools.training.data import caption_clusters, kmeans_cosine, sample_seed, spread_order
+    from tools.training.loop import train
+    from tools.training.optim import build_optimizer, freeze_tower
+    from tools.training.state import load_train_state
+
+#: the torch-heavy parts, imported on first use, so that reading a config (e.g. to build the CLI's
+#: options) does not load torch
+_LAZY = {"wise_ft": "averaging", "caption_clusters": "data", "kmeans_cosine": "data", "sample_seed": "data",
+         "spread_order": "data", "train": "loop", "build_optimizer": "optim", "freeze_tower": "optim",
+         "load_train_state": "state"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(f"tools.training.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'tools.training' has no attribute {name!r}")
+
 
 __all__ = [
     "CHECKPOINT_NAME",
+    "AugmentConfig",
     "FINAL_MODEL_NAME",
     "LOG_NAME",
     "WISE_START_NAME",

@@ -2,16 +2,36 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from tools.augment import AugmentConfig
+Interpolation = Literal["bicubic", "bilinear"]
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Options of the training augmentation (see :func:`tools.augment.build_train_transform`)."""
+
+    rotate90: bool = True
+    hflip: bool = False
+    color_jitter: float = 0.4
+    color_jitter_p: float = 0.8
+    hue: float = 0.0
+    scale: tuple[float, float] = (0.5, 1.0)
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    interpolation: Interpolation = "bicubic"
+
+    def as_kwargs(self) -> dict[str, Any]:
+        return asdict(self)
+
 
 __all__ = [
     "CHECKPOINT_NAME",
+    "AugmentConfig",
+    "Interpolation",
     "FINAL_MODEL_NAME",
     "LOG_NAME",
     "WISE_START_NAME",

@@ -13,7 +13,7 @@ import httpx
 import pytest
 import uvicorn
 
-from service.app import create_app
+from service.api import create_app
 from service.settings import Settings
 
 PROJECT = Path(__file__).resolve().parents[3]
@@ -38,17 +38,17 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="package")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    from service.commands.search import index_images
-    from service.context import AppContext
+    from app.indexing import build_index
+    from service.context import Services
     from tools.ingest import ingest_manifest
 
     home = tmp_path_factory.mktemp("home")
     settings = Settings(home=home, data_roots=str(PROJECT / "data"), api_tokens=f"other-token,{TOKEN}",
                         max_body_bytes=4096)
-    ctx = AppContext(settings=settings)
+    ctx = Services(settings).app
     ingest_manifest(ctx.catalog, PROJECT / "data" / "ucm_sample" / "val.jsonl", allowed_roots=settings.roots,
                     progress=False)
-    index_images(ctx, model="skyscout-tiny", store="lancedb", num_workers=0, progress=False)
+    build_index(ctx, model="skyscout-tiny", num_workers=0)
     port = _free_port()
     config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
     srv = uvicorn.Server(config)

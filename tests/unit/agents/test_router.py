@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from agents.router import (
+from agents.routing import (
     IntentRouter,
     RoutedRequest,
     TypoFixer,

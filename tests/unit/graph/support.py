@@ -13,12 +13,11 @@ from langchain_core.outputs import ChatResult
 from PIL import Image
 from pydantic import Field
 
-from agents.deps import AgentDeps
-from agents.planner import PlannerPolicy
-from tools.catalog import Catalog
+from agents.context import AgentContext
+from agents.policy import PlannerPolicy
+from app.config import AppConfig
+from app.context import AppContext
 from tools.paths import resolve_roots
-from tools.stores.factory import index_registry
-from tools.training import TrainConfig
 
 _COLOURS = [(200, 180, 120), (30, 120, 40), (40, 70, 160), (150, 150, 150), (120, 60, 30), (220, 220, 60)]
 
@@ -39,18 +38,22 @@ def write_tiles(root: Path, counts: dict[str, int], *, size: int = 48, seed: int
     return paths
 
 
-def make_deps(home: Path, roots: Sequence[Path], *, policy: PlannerPolicy | None = None,
-              train: TrainConfig | None = None, **kwargs: Any) -> AgentDeps:
-    """Real dependencies in ``home``: a catalog, a LanceDB registry, CPU, tiny training defaults."""
-    return AgentDeps(
-        catalog=Catalog(home / "catalog.db"), allowed_roots=resolve_roots([str(r) for r in roots]),
-        models_dir=home / "models", cache_dir=home / "cache",
-        open_registry=lambda kind: index_registry(kind, path=home / "indexes"),  # type: ignore[arg-type]
-        device="cpu", policy=policy or PlannerPolicy(),
-        train_defaults=train or TrainConfig(epochs=1, batch_size=8, max_steps=2, checkpoint_every=1,
-                                            num_workers=0, lr=5e-4, log_every=1, freeze="text"),
-        **kwargs,
-    )
+#: the agents' training caps in tests: two optimizer steps at batch 8 (seconds on a CPU)
+TINY_TRAINING: dict[str, Any] = {"epochs": 1, "batch_size": 8, "max_steps": 2, "checkpoint_every": 1,
+                                 "num_workers": 0, "lr": 5e-4, "log_every": 1, "freeze": "text"}
+
+
+def make_app(home: Path, roots: Sequence[Path], **config: Any) -> AppContext:
+    """A real application context in ``home``: a catalog, a LanceDB registry, the CPU."""
+    return AppContext(AppConfig(home=home, roots=tuple(resolve_roots([str(r) for r in roots])), device="cpu",
+                                workers=2, **config))
+
+
+def make_context(home: Path, roots: Sequence[Path], *, policy: PlannerPolicy | None = None,
+                 training: dict[str, Any] | None = None, llm: Any = None, router: Any = None) -> AgentContext:
+    """The agents' run-time context over a real application context, with tiny training caps."""
+    return AgentContext(make_app(home, roots), policy=policy or PlannerPolicy(), llm=llm, router=router,
+                        training=dict(training or TINY_TRAINING))
 
 
 class ScriptedChatModel(GenericFakeChatModel):

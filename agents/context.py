@@ -1,0 +1,57 @@
+"""What the graph's nodes and the agents' tools are given at run time: LangGraph's ``context_schema``.
+
+One :class:`AgentContext` per process (``service/context.py`` builds it): the application context (catalog,
+models, stores), the planner's policy, the optional chat model and the offline intent router. The graph
+is compiled once without any of these; each run receives the context
+(``graph.invoke(..., context=agent_context)``) and nodes read it from ``runtime.context``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from agents.policy import ROUND_TRAINING, PlannerPolicy
+from app.context import AppContext
+
+if TYPE_CHECKING:
+    from langchain_core.language_models import BaseChatModel
+
+    from agents.routing import IntentRouter
+
+
+@dataclass
+class AgentContext:
+    """The run-time dependencies of the agent graph.
+
+    ``router`` is an :class:`~agents.routing.IntentRouter` or a callable that builds one on first use (the
+    default loads MiniLM when the first request needs it). ``training`` holds the caps of the agents'
+    training steps over the base model's recipe. ``dry_run`` makes a run interpret and propose without
+    acting or recording anything.
+    """
+
+    app: AppContext
+    policy: PlannerPolicy = field(default_factory=PlannerPolicy)
+    llm: BaseChatModel | None = None
+    router: IntentRouter | Callable[[], IntentRouter] | None = None
+    training: dict[str, Any] = field(default_factory=lambda: dict(ROUND_TRAINING))
+    dry_run: bool = False
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def intent_router(self) -> IntentRouter:
+        """The intent router, built on first use when a factory (or nothing) was given."""
+        from agents.routing import IntentRouter, default_router
+
+        with self._lock:
+            if not isinstance(self.router, IntentRouter):
+                self.router = self.router() if self.router is not None else default_router()
+            return self.router
+
+    def dry(self) -> AgentContext:
+        """The same context for a dry run (shares the router and the application context)."""
+        return AgentContext(self.app, self.policy, self.llm, self.router, self.training, dry_run=True)
+
+
+__all__ = ["AgentContext"]

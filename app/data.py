@@ -1,0 +1,54 @@
+"""Data use cases: ingest a folder or a manifest, caption what lacks captions, record a dataset version."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from app.context import AppContext
+from tools.captioning.run import CaptionReport, caption_images
+from tools.datasets import create_dataset as record_dataset
+from tools.ingest import IngestReport, ingest_directory, ingest_manifest
+
+#: file suffixes read as manifests rather than scanned as folders
+MANIFEST_SUFFIXES = frozenset({".jsonl", ".ndjson", ".json", ".csv", ".tsv"})
+
+
+def is_manifest(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in MANIFEST_SUFFIXES
+
+
+def ingest(ctx: AppContext, path: str | Path, *, manifest: bool | None = None, source: str | None = None,
+           labels_from_folders: bool = False, workers: int | None = None, progress: bool = False) -> IngestReport:
+    """Ingest a folder tree or a manifest (decided by its suffix unless ``manifest`` says); every path is
+    checked against the data roots."""
+    path = Path(path).expanduser()
+    opts: dict[str, Any] = dict(allowed_roots=list(ctx.config.roots), source=source,
+                                workers=workers or ctx.config.workers, max_pixels=ctx.config.max_pixels,
+                                progress=progress)
+    if manifest if manifest is not None else is_manifest(path):
+        return ingest_manifest(ctx.catalog, path, **opts)
+    return ingest_directory(ctx.catalog, path, labels_from_folders=labels_from_folders, **opts)
+
+
+def caption(ctx: AppContext, *, captioner: str | None = None, captioner_model: str | None = None,
+            batch_size: int = 32, limit: int | None = None, only_uncaptioned: bool = False,
+            progress: bool = False) -> CaptionReport:
+    """Caption the images that lack a caption from ``captioner`` (default: the configured one)."""
+    name = captioner or ctx.config.captioner
+    if captioner_model:
+        from tools.captioning.factory import create_captioner
+
+        backend = create_captioner(name, model=captioner_model, device=ctx.device, batch_size=batch_size)
+    else:
+        backend = ctx.models.captioner(name)
+    return caption_images(ctx.catalog, backend, batch_size=batch_size, limit=limit, workers=ctx.config.workers,
+                          progress=progress, only_uncaptioned=only_uncaptioned)
+
+
+def create_dataset(ctx: AppContext, **options: Any) -> dict[str, Any]:
+    """Make (or find) the dataset version of the accepted images (see :func:`tools.datasets.create_dataset`)."""
+    return record_dataset(ctx.catalog, **options)
+
+
+__all__ = ["MANIFEST_SUFFIXES", "caption", "create_dataset", "ingest", "is_manifest"]

@@ -1,0 +1,81 @@
+"""The HTTP API's request and response bodies (the OpenAPI schema is generated from these)."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from tools.search import SearchHit
+
+Scalar = str | int | float | bool
+ImageId = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+
+
+class SearchRequest(BaseModel):
+    """A search: text and/or example image ids, negatives, filters. At least a text or an image_id."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"anyOf": [
+        {"required": ["text"], "properties": {"text": {"type": "string", "minLength": 1}}},
+        {"required": ["image_id"], "properties": {"image_id": {"type": "string"}}},
+    ]})
+    text: str | None = Field(None, min_length=1, max_length=500, description="what to look for")
+    image_id: str | None = Field(None, pattern=r"^[0-9a-f]{64}$", description="an example image (more like this)")
+    negative_texts: list[Annotated[str, Field(max_length=200)]] = Field(default_factory=list, max_length=10)
+    negative_image_ids: list[ImageId] = Field(default_factory=list, max_length=10)
+    k: int = Field(10, ge=1, le=100)
+    filters: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")], Scalar] = Field(
+        default_factory=dict, max_length=10, description="metadata equality filters, e.g. {'label': 'beach'}",
+        json_schema_extra={"additionalProperties": False})
+    min_score: float | None = Field(None, ge=-1, le=1)
+
+    @model_validator(mode="after")
+    def _something_to_look_for(self) -> SearchRequest:
+        if not self.text and not self.image_id:
+            raise ValueError("give a text, an image_id, or both")
+        return self
+
+
+@dataclasses.dataclass
+class Hit(SearchHit):
+    """A search hit as the API returns it: the Query agent's hit plus where to fetch its thumbnail."""
+
+    thumbnail: str = ""
+
+
+class SearchResponse(BaseModel):
+    query_id: str
+    index: str
+    hits: list[Hit]
+
+
+class FeedbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    query_id: str = Field(..., min_length=1, max_length=100)
+    image_id: str = Field(..., pattern=r"^[0-9a-f]{64}$")
+    relevant: bool
+    query: str | None = Field(None, max_length=500)
+
+
+class FeedbackResponse(BaseModel):
+    feedback_id: int
+
+
+class ChatRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    thread_id: str = Field(default_factory=lambda: f"t-{uuid.uuid4().hex[:12]}", min_length=1, max_length=100,
+                           pattern=r"^[A-Za-z0-9_.:-]+$")
+    message: str = Field(..., min_length=1, max_length=2000)
+
+
+class ErrorBody(BaseModel):
+    error: str
+    request_id: str | None = None
+
+
+#: the error bodies every /v1 route may answer with, for the OpenAPI schema
+ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
+    code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 413)
+}

@@ -1,0 +1,54 @@
+"""Search routes: ``POST /v1/search``, ``POST /v1/feedback``, ``GET /v1/images/{id}/thumbnail``."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query
+from fastapi.responses import Response
+
+from app.search import record_feedback, search
+from service.api.deps import AUTH, App
+from service.api.schemas import ERROR_RESPONSES, FeedbackRequest, FeedbackResponse, Hit, SearchRequest, SearchResponse
+from tools.search import Query as SearchQuery
+
+router = APIRouter(prefix="/v1", dependencies=AUTH, responses=ERROR_RESPONSES, tags=["search"])
+
+
+@router.post("/search", response_model=SearchResponse)
+def search_route(body: SearchRequest, app: App) -> SearchResponse:
+    query = SearchQuery(texts=[body.text] if body.text else [], images=[body.image_id] if body.image_id else [],
+                        negative_texts=body.negative_texts, negative_images=body.negative_image_ids, k=body.k,
+                        filter=dict(body.filters) or None, min_score=body.min_score)
+    result = search(app, query)
+    return SearchResponse(query_id=result.query_id, index=result.index, hits=[
+        Hit(**dataclasses.asdict(h), thumbnail=f"/v1/images/{h.image_id}/thumbnail") for h in result.hits])
+
+
+@router.post("/feedback", response_model=FeedbackResponse)
+def feedback_route(body: FeedbackRequest, app: App) -> FeedbackResponse:
+    fid = record_feedback(app, image_id=body.image_id, relevant=body.relevant, query_id=body.query_id,
+                          query=body.query)
+    return FeedbackResponse(feedback_id=fid)
+
+
+@router.get("/images/{image_id}/thumbnail", response_class=Response)
+def thumbnail_route(image_id: str, app: App, size: Annotated[int, Query(ge=16, le=1024)] = 256) -> Response:
+    from tools.imageio import load_rgb
+    from tools.paths import PathNotAllowedError, check_allowed
+
+    rec = app.catalog.get_image(image_id) if len(image_id) == 64 else None
+    if rec is None or rec.status != "ok":
+        raise HTTPException(404, f"no image {image_id!r}")
+    try:
+        img = load_rgb(check_allowed(rec.uri, app.config.roots))
+    except PathNotAllowedError:
+        raise HTTPException(403, "the image lies outside the configured data roots") from None
+    except OSError:
+        raise HTTPException(404, "the image file is no longer readable") from None
+    img.thumbnail((size, size))
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=85)
+    return Response(buf.getvalue(), media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})

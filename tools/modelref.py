@@ -1,0 +1,76 @@
+"""Models in the catalog: the one rule that names a model (a spec resolved to its key), and the headline
+metrics stored under that key.
+
+A model spec is a preset name, ``openclip:ARCH/TAG``, ``path:FILE``, a model version id (``mv-...``), or
+``active`` (the promoted model, or ``skyscout-tiny`` before any promotion). Light on purpose (the catalog
+only, no torch), so that reading which model is active costs nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from tools.catalog import Catalog
+
+DEFAULT_BASE_MODEL = "skyscout-tiny"
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A model spec resolved against the catalog: what to hand the loader, and which version it is.
+
+    ``key`` is the one name a model goes by in the catalog (evaluations, indexes, decisions): its model
+    version id when it is one, else its load spec (``skyscout-tiny`` before any promotion), never the
+    words the user wrote (``active``).
+    """
+
+    spec: str  # what the user wrote
+    load_spec: str  # what tools.models.load_model receives
+    version_id: str | None  # the catalog's model version, if it is one
+    arch: str | None = None
+
+    @property
+    def key(self) -> str:
+        return self.version_id or self.load_spec
+
+
+def active_model_key(catalog: Catalog) -> str:
+    """The active model's key: the promoted version, or the base model before any promotion."""
+    return catalog.get_alias("active_model") or DEFAULT_BASE_MODEL
+
+
+def resolve_model(catalog: Catalog, spec: str | None) -> ModelRef:
+    """Turn ``active`` / ``mv-...`` into a loadable ``path:`` spec; other specs pass through unchanged."""
+    spec = spec or "active"
+    target = active_model_key(catalog) if spec == "active" else spec
+    if target.startswith("mv-"):
+        mv = catalog.get_model_version(target)
+        if mv is None:
+            known = ", ".join(m["id"] for m in catalog.list_model_versions()) or "none yet"
+            raise LookupError(f"unknown model version {target!r}; known: {known}")
+        return ModelRef(spec, f"path:{mv['checkpoint']}", mv["id"], mv["arch"])
+    return ModelRef(spec, target, None)
+
+
+def headline(metrics: dict[str, Any]) -> dict[str, float]:
+    """The few numbers a person (or the planner) compares: top-1, top-5, mean recall."""
+    out: dict[str, float] = {}
+    if "zeroshot" in metrics:
+        out["top1"] = float(metrics["zeroshot"]["top1"])
+        out["top5"] = float(metrics["zeroshot"]["top5"])
+    for kind in ("retrieval", "retrieval_class_aware"):
+        if kind in metrics:
+            out[f"{kind}_mean_recall"] = float(metrics[kind]["mean_recall"])
+    return out
+
+
+def stored_metrics(catalog: Catalog, model: str, dataset: str, split: str) -> dict[str, float] | None:
+    """The headline metrics last stored for (model key, dataset, split), or None when never scored."""
+    latest: dict[str, Any] = {}
+    for row in catalog.evaluations(model=model, dataset=dataset, split=split, limit=50):
+        latest.setdefault(row["kind"], row["metrics"])  # rows come newest first
+    return headline(latest) if latest else None
+
+
+__all__ = ["DEFAULT_BASE_MODEL", "ModelRef", "active_model_key", "headline", "resolve_model", "stored_metrics"]
