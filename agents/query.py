@@ -13,7 +13,8 @@ from pydantic import BaseModel, Field
 
 from agents.context import AgentContext
 from agents.toolkit import ToolAgent, ToolOutput, ToolSpec
-from app.search import example_image_id, explain_hit, record_feedback, search
+from app.images import resolve_image
+from app.search import explain_hit, record_feedback, search
 from prompts.agents import AGENT_SYSTEM_PROMPTS, HIT_LINE, NO_HITS, SUMMARIES, TOOL_DESCRIPTIONS
 from tools.search import Query
 
@@ -68,7 +69,7 @@ def search_images(ctx: AgentContext, args: SearchArgs) -> ToolOutput:
     """Rank the active index's images for a text and/or an example image; describe each hit."""
     if not args.query and not args.image:
         raise ValueError("say what to look for (a text) or give an example image (a path or an image id)")
-    images = [example_image_id(ctx.app, args.image)] if args.image else []
+    images = [resolve_image(ctx.app, args.image)] if args.image else []
     query = Query(texts=[args.query] if args.query else [], images=images, negative_texts=list(args.negative),
                   k=args.k, filter=args.filters or None, min_score=args.min_score)
     result = search(ctx.app, query)

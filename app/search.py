@@ -6,26 +6,51 @@ one space; the model and the open index come from the context (loaded and opened
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
+import dataclasses
+import difflib
 from typing import Any
 
 import numpy as np
 
 from app.context import AppContext
+from app.images import resolve_image
 from app.indexing import open_active_index
 from app.models import image_encoder_of, text_encoder_of
-from tools.imageio import sha256_bytes
 from tools.indexes import active_index
-from tools.paths import check_allowed
 from tools.search import Query, SearchResult, text_vector
 from tools.search import search as search_index
 
-_IMAGE_ID_RE = re.compile(r"^[0-9a-f]{64}$")
+#: metadata filter keys whose values are labels (matched without regard to case)
+LABEL_KEYS = ("label", "labels")
+
+
+def canonical_filters(ctx: AppContext, filters: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``filters`` with label values spelled as the catalog spells them (``sealake`` -> ``SeaLake``)."""
+    if not filters:
+        return filters
+    known = {label.lower(): label for label in ctx.catalog.label_counts()}
+    out = dict(filters)
+    for key in LABEL_KEYS:
+        value = out.get(key)
+        if isinstance(value, str):
+            if value.lower() not in known:
+                close = difflib.get_close_matches(value.lower(), list(known), n=3, cutoff=0.6)
+                hint = f"; did you mean {', '.join(known[c] for c in close)}?" if close else ""
+                raise LookupError(f"no image is labelled {value!r}{hint}")
+            out[key] = known[value.lower()]
+    return out
+
+
+def resolved(ctx: AppContext, query: Query) -> Query:
+    """``query`` with its example images named by id (from prefixes or paths) and its label filters canonical."""
+    return dataclasses.replace(query, images=[resolve_image(ctx, i) for i in query.images],
+                               negative_images=[resolve_image(ctx, i) for i in query.negative_images],
+                               filter=canonical_filters(ctx, query.filter))
 
 
 def search(ctx: AppContext, query: Query, *, store: str | None = None) -> SearchResult:
     """Rank the active index's images for ``query``; each hit is described from the catalog."""
+    query = resolved(ctx, query)
     active = open_active_index(ctx, store)
     _, loaded = ctx.load_model(active.model)
     result = search_index(query, store=active.store, catalog=ctx.catalog,
@@ -35,21 +60,9 @@ def search(ctx: AppContext, query: Query, *, store: str | None = None) -> Search
     return result
 
 
-def example_image_id(ctx: AppContext, image: str) -> str:
-    """The catalog id of an example image given as an id or as a file path inside the data roots."""
-    if _IMAGE_ID_RE.match(image.lower()):
-        return image.lower()
-    path = check_allowed(Path(image).expanduser(), ctx.config.roots)
-    if not path.is_file():
-        raise FileNotFoundError(f"example image {image} does not exist")
-    image_id = sha256_bytes(path.read_bytes())
-    if not ctx.catalog.has_image(image_id):
-        raise LookupError(f"example image {image} is not in the catalog; ingest it first")
-    return image_id
-
-
 def explain_hit(ctx: AppContext, image_id: str, query: str) -> dict[str, Any]:
     """Similarity of ``query`` to an indexed image, and the image's caption closest to the query."""
+    image_id = resolve_image(ctx, image_id)
     active = open_active_index(ctx)
     found = active.store.get([image_id])
     if image_id not in found:
@@ -74,8 +87,7 @@ def explain_hit(ctx: AppContext, image_id: str, query: str) -> dict[str, Any]:
 def record_feedback(ctx: AppContext, *, image_id: str, relevant: bool, query: str | None = None,
                     query_id: str | None = None) -> int:
     """Store a relevant / not relevant mark on a search result, with the model of the active index."""
-    if not ctx.catalog.has_image(image_id):
-        raise LookupError(f"image {image_id} is not in the catalog")
+    image_id = resolve_image(ctx, image_id)
     try:
         model: str | None = str(active_index(ctx.catalog, ctx.store_kind())["model"])
     except LookupError:
@@ -84,4 +96,4 @@ def record_feedback(ctx: AppContext, *, image_id: str, relevant: bool, query: st
                                     model=model)
 
 
-__all__ = ["example_image_id", "explain_hit", "record_feedback", "search"]
+__all__ = ["LABEL_KEYS", "canonical_filters", "explain_hit", "record_feedback", "resolved", "search"]

@@ -22,6 +22,7 @@ from langgraph.types import Command, Overwrite, interrupt
 from agents.context import AgentContext
 from agents.planner import Planner
 from agents.policy import Decision
+from agents.records import Step
 from agents.supervisor import Supervisor
 from agents.toolkit import progress_to
 from agents.workers import WORKERS
@@ -87,6 +88,7 @@ def approve(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]
 def planner(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     """Run one of the planner's own steps; an improvement round adds steps after it."""
     plan, current = state["plan"], state["current"]
+    _announce(runtime, plan[current])
     outcome = Planner(runtime.context).run(plan[current], state["results"], plan)
     failed = outcome.result["status"] == "failed"
     return {"plan": [*plan[: current + 1], *outcome.new_steps, *plan[current + 1:]], "current": current + 1,
@@ -95,12 +97,19 @@ def planner(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]
             else []}
 
 
+def _announce(runtime: Runtime[AgentContext], step: Step) -> None:
+    """Tell whoever streams the run which step starts now (its result comes in the node's update)."""
+    runtime.stream_writer({"started": {"step": step["id"], "agent": step["agent"], "action": step["action"],
+                                       "text": step["text"]}})
+
+
 def worker(name: str) -> Node:
     """The node of one worker agent: run the current step (streaming its progress), record its outcome."""
     agent = WORKERS[name]
 
     def run_step(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
         step = state["plan"][state["current"]]
+        _announce(runtime, step)
         with progress_to(runtime.stream_writer):
             result = agent.run(runtime.context, step, state["results"])
         Supervisor(runtime.context).record_outcome(step, result)

@@ -49,10 +49,11 @@ class Services:
         """The agents' run-time context: the application context, the policy, the chat model if any."""
         from agents.context import AgentContext
         from agents.llm import create_chat_model
-        from agents.policy import ROUND_TRAINING
+        from agents.policy import ROUND_TRAINING, PlannerPolicy
 
         s = self.settings
-        return AgentContext(self.app, llm=create_chat_model(s.llm, base_url=s.llm_base_url, api_key=s.llm_api_key),
+        return AgentContext(self.app, policy=PlannerPolicy(**s.policy),
+                            llm=create_chat_model(s.llm, base_url=s.llm_base_url, api_key=s.llm_api_key),
                             training={**ROUND_TRAINING, **s.round_training})
 
     def runner(self) -> AgentRunner:

@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(1_000_000, description="largest HTTP request body accepted")
     improve_every: str | None = Field(None, description="run the improvement loop inside `serve`, e.g. 6h")
     watch_dirs: str = Field("", description="folders the improvement loop ingests new files from, ':'-separated")
+    policy: dict[str, Any] = Field(
+        default_factory=dict, description="the planner's policy (thresholds, margins, approvals), as JSON or a "
+        "[policy] table in the settings file; `skyscout policy` shows the effective one")
     round_training: dict[str, Any] = Field(
         default_factory=dict, description="training options of the agents' rounds over the model's recipe "
         'and the round caps, as JSON, e.g. {"max_steps": 600}')

@@ -25,13 +25,15 @@ def chat_route(body: ChatRequest, services: ServicesDep) -> dict[str, Any]:
 
 @router.post("/chat/stream", response_class=EventSourceResponse)
 def chat_stream_route(body: ChatRequest, services: ServicesDep) -> Iterator[ServerSentEvent]:
-    """The same run as server-sent events: ``step`` per node as it finishes (only what it adds), ``progress``
-    while a long step runs, then ``done`` with the outcome (or ``error``). FastAPI adds keep-alive pings."""
+    """The same run as server-sent events: ``started`` when a step starts, ``progress`` while a long step runs,
+    ``step`` per node as it finishes (only what it adds), then ``done`` with the outcome (or ``error``).
+    FastAPI adds keep-alive pings."""
     runner = services.runner()
     try:
         for mode, chunk in runner.stream(body.message, thread_id=body.thread_id):
             if mode == "custom":
-                yield ServerSentEvent(event="progress", data=chunk.get("progress", chunk))
+                kind = "started" if "started" in chunk else "progress"
+                yield ServerSentEvent(event=kind, data=chunk.get(kind, chunk))
                 continue
             for node, change in chunk.items():
                 yield ServerSentEvent(event="step", data={"node": node, "update": change})

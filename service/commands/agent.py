@@ -41,6 +41,9 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--dry-run", action="store_true", help="show the decisions; act on nothing")
     p.set_defaults(handler=cmd_improve)
 
+    p = sub.add_parser("policy", parents=[common], help="the planner's effective policy and the rounds' training")
+    p.set_defaults(handler=cmd_policy)
+
     p = sub.add_parser("decisions", parents=[common], help="the planner's decision log, newest first")
     p.add_argument("--limit", type=int, default=20)
     p.add_argument("--action", help="only decisions of this action (e.g. retrain, promote, reindex)")
@@ -102,7 +105,12 @@ def cmd_ask(args: argparse.Namespace) -> int:
     else:
         print(outcome.answer or "")
         print(f"\nthread: {outcome.thread_id} ({outcome.status})")
-    return 1 if outcome.status == "failed" else 0
+    return 1 if failed(outcome.status, outcome.results) else 0
+
+
+def failed(status: str, results: list[dict[str, Any]]) -> bool:
+    """A request failed when the run did, or when any of its steps did (the exit code says so)."""
+    return status == "failed" or any(r.get("status") == "failed" for r in results)
 
 
 # -- improve ----------------------------------------------------------------------------------------
@@ -137,7 +145,7 @@ def cmd_improve(args: argparse.Namespace) -> int:
     else:
         print(result["answer"] or "")
         print(f"\nthread: {result['thread_id']} ({result['status']})")
-    return 1 if result["status"] == "failed" else 0
+    return 1 if result["status"] == "failed" or result["errors"] else 0
 
 
 def _improve_forever(services: Services, every: str) -> int:
@@ -162,6 +170,27 @@ def _improve_forever(services: Services, every: str) -> int:
         loop.run_forever()
     except KeyboardInterrupt:
         loop.stop()
+    return 0
+
+
+# -- policy -----------------------------------------------------------------------------------------
+
+
+def cmd_policy(args: argparse.Namespace) -> int:
+    """The policy and round training in force: defaults, then the settings file, then SKYSCOUT_POLICY."""
+    from agents.policy import ROUND_TRAINING, PlannerPolicy
+
+    services = Services()
+    policy = PlannerPolicy(**services.settings.policy).model_dump()  # only the settings are read
+    training = {**ROUND_TRAINING, **services.settings.round_training}
+    if args.json:
+        print_json({"policy": policy, "round_training": training, "set_in_settings": sorted(services.settings.policy)})
+        return 0
+    fields = PlannerPolicy.model_fields
+    rows = [(k, v, "settings" if k in services.settings.policy else "default", fields[k].description or "")
+            for k, v in policy.items()]
+    print(table(rows, ["policy", "value", "from", "meaning"]))
+    print("\nround training (over the model's recipe): " + json.dumps(training))
     return 0
 
 

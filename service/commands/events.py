@@ -1,4 +1,8 @@
-"""How a run's events read in a terminal: one line per finished step, throttled progress of long steps."""
+"""How a run reads in a terminal while it goes: the plan, each step as it starts, progress of long steps.
+
+Each step's result is printed once, in the answer at the end; while the run goes the terminal shows what
+is running now (``-> s3 training/train_candidate``) and, for long steps, throttled progress.
+"""
 
 from __future__ import annotations
 
@@ -7,27 +11,17 @@ import time
 from typing import Any, TextIO
 
 
-def step_lines(node: str, change: Any) -> list[str]:
-    """Readable lines for one node's update: each step it finished or skipped, and a new plan."""
-    if not isinstance(change, dict):
-        return []
-    lines = [f"  [{r['step']} {r['agent']}/{r['action']}] {r['status']}: "
-             f"{((r.get('summary') or '').splitlines() or [''])[0]}" for r in change.get("results") or []]
-    if node == "interpret" and change.get("plan"):
-        lines.insert(0, "  plan: " + ", ".join(f"{s['agent']}/{s['action']}" for s in change["plan"]))
-    return lines
-
-
-def progress_line(event: dict[str, Any]) -> str | None:
+def progress_line(p: dict[str, Any]) -> str:
     """``training: step 40/300, loss 2.1`` or ``indexing: 640/1000 images``."""
-    p = event.get("progress")
-    if not isinstance(p, dict):
-        return None
     if p.get("task") == "train":
-        return f"  training: step {p.get('step')}/{p.get('total')}, loss {p.get('loss')}"
+        return f"     training: step {p.get('step')}/{p.get('total')}, loss {p.get('loss')}"
     if p.get("task") == "index":
-        return f"  indexing: {p.get('done')}/{p.get('total')} images"
-    return f"  progress: {p}"
+        return f"     indexing: {p.get('done')}/{p.get('total')} images"
+    return f"     progress: {p}"
+
+
+def _final(p: dict[str, Any]) -> bool:
+    return p.get("step") == p.get("total") or p.get("done") == p.get("total")
 
 
 class EventPrinter:
@@ -39,19 +33,24 @@ class EventPrinter:
         self.enabled = enabled
         self._last = 0.0
 
+    def _print(self, line: str) -> None:
+        print(line, file=self.out, flush=True)
+
     def __call__(self, event: tuple[str, dict[str, Any]]) -> None:
         if not self.enabled:
             return
         mode, chunk = event
-        if mode == "custom":
-            line = progress_line(chunk)
-            now = time.monotonic()
-            p = chunk.get("progress") or {}
-            final = p.get("step") == p.get("total") or p.get("done") == p.get("total")
-            if line and (final or now - self._last >= self.every):
-                self._last = now
-                print(line, file=self.out, flush=True)
+        if mode == "updates":
+            plan = (chunk.get("interpret") or {}).get("plan") if isinstance(chunk.get("interpret"), dict) else None
+            if plan:
+                self._print("  plan: " + ", ".join(f"{s['agent']}/{s['action']}" for s in plan))
             return
-        for node, change in chunk.items():
-            for line in step_lines(node, change):
-                print(line, file=self.out, flush=True)
+        if "started" in chunk:
+            s = chunk["started"]
+            self._print(f"  -> {s['step']} {s['agent']}/{s['action']}")
+            return
+        p = chunk.get("progress")
+        now = time.monotonic()
+        if isinstance(p, dict) and (_final(p) or now - self._last >= self.every):
+            self._last = now
+            self._print(progress_line(p))

@@ -25,7 +25,7 @@ def test_chat_streams_steps_and_keeps_the_thread(tmp_path: Path) -> None:
     text = out.getvalue()
     assert text.count("skyscout> ") == 2 and "never read" not in text
     assert "80" in text.split("skyscout> ")[1]
-    assert "[planner/" in text  # the step was streamed before the answer
+    assert "-> s1 planner/status" in text.split("skyscout> ")[0]  # the step was announced before the answer
     assert text.count("thread chat-test-1") == 2
     history = runner.graph.get_state(runner.config("chat-test-1")).values
     assert history["request"] == "why did you retrain?"

@@ -45,6 +45,13 @@ class ImagesMixin(CatalogBase):
     def has_image(self, image_id: str) -> bool:
         return bool(self.query("SELECT 1 FROM images WHERE id = ?", (image_id,)))
 
+    def ids_with_prefix(self, prefix: str, limit: int = 10) -> list[str]:
+        """Accepted image ids that start with ``prefix`` (hex), at most ``limit``."""
+        # id >= prefix AND id < prefix + '~' walks the primary key index ('~' sorts after every hex digit)
+        rows = self.query("SELECT id FROM images WHERE id >= ? AND id < ? AND status = 'ok' ORDER BY id LIMIT ?",
+                          (prefix, prefix + "~", limit))
+        return [r["id"] for r in rows]
+
     def add_images(self, records: Iterable[ImageRecord]) -> int:
         """Insert images (and their labels) not yet present; returns how many rows were new."""
         added = 0
