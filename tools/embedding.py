@@ -42,6 +42,13 @@ def image_metadata(img: ImageRecord) -> dict[str, Any]:
     if img.bounds:
         meta.update(minx=float(img.bounds[0]), miny=float(img.bounds[1]), maxx=float(img.bounds[2]),
                     maxy=float(img.bounds[3]))
+    if img.scene_id:
+        # chips: their scene, and their EPSG:4326 box for area-of-interest filters (tools.geo)
+        meta["scene_id"] = img.scene_id
+        if img.footprint:
+            ring = img.footprint["coordinates"][0]
+            meta.update(west=min(p[0] for p in ring), south=min(p[1] for p in ring),
+                        east=max(p[0] for p in ring), north=max(p[1] for p in ring))
     return meta
 
 

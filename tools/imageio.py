@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
+from tools.scenes.chips import is_chip_uri
+
 # Truncated files must fail loudly, never be padded with grey.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
@@ -118,12 +120,20 @@ def to_rgb(img: Image.Image) -> Image.Image:
 
 
 def load_rgb(path: str | Path, *, min_size: int | None = None) -> Image.Image:
-    """Open a catalogued image as RGB (the form every model consumes).
+    """Open a catalogued image as RGB (the form every model consumes): a file, or a chip of a scene.
+
+    A chip URI (``<scene>#window=...``, see :mod:`tools.scenes.chips`) reads that window of the scene with
+    its bands and stretch; ``min_size`` then reads it at a reduced resolution (from the overviews when the
+    scene has them) while both sides stay at least ``min_size``.
 
     ``min_size`` lets a JPEG decode at a reduced scale (1/2, 1/4, 1/8 in the DCT, much cheaper than a full
     decode and resize) as long as both sides stay at least ``min_size`` pixels: for a model that resizes to
     ``min_size`` anyway, the pixels it sees barely change.
     """
+    if is_chip_uri(str(path)):
+        from tools.scenes.read import read_chip
+
+        return read_chip(str(path), min_size=min_size)
     with Image.open(path) as img:
         if min_size is not None and img.format == "JPEG":
             img.draft("RGB", (min_size, min_size))

@@ -29,10 +29,11 @@ from tools.imageio import (
     sha256_bytes,
 )
 from tools.paths import PathNotAllowedError, check_allowed
+from tools.scenes.ingest import SceneOptions
 
 # Manifest keys with a meaning of their own; every other key is kept as image metadata.
 _PATH_KEYS = ("path", "image", "file", "filename")
-_RESERVED = {*_PATH_KEYS, "label", "labels", "caption", "captions", "metadata", "bounds", "crs"}
+_RESERVED = {*_PATH_KEYS, "label", "labels", "caption", "captions", "metadata", "bounds", "crs", "scene"}
 
 
 class ManifestError(ValueError):
@@ -49,6 +50,7 @@ class IngestItem:
     metadata: dict[str, Any] = field(default_factory=dict)
     bounds: list[float] | None = None
     crs: str | None = None
+    scene: bool | None = None  # True: chip it as a scene; None: decided by its size
 
 
 @dataclass
@@ -66,6 +68,8 @@ class IngestReport:
     labels: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     job_id: str | None = None
+    scenes: list[dict[str, Any]] = field(default_factory=list)  # one report per scene (tools.scenes.ingest)
+    chips_added: int = 0
 
     @property
     def images_per_s(self) -> float:
@@ -84,6 +88,7 @@ class _Outcome:
     sha256: str | None
     info: ImageInfo | None
     reason: str | None
+    scene: bool = False
 
 
 def iter_directory(
@@ -137,9 +142,11 @@ def _item_from_row(row: dict[str, Any], base: Path, where: str) -> IngestItem:
     bounds = row.get("bounds")
     if isinstance(bounds, str) and bounds:
         bounds = [float(v) for v in bounds.replace(";", ",").split(",")]
+    scene = row.get("scene")
     return IngestItem(
         path=path, labels=labels, captions=captions, metadata=metadata,
         bounds=[float(v) for v in bounds] if bounds else None, crs=row.get("crs") or None,
+        scene=None if scene in (None, "") else str(scene).lower() in ("true", "1", "yes"),
     )
 
 
@@ -183,32 +190,41 @@ def read_manifest(manifest: Path, rejected: list[dict[str, str]]) -> list[Ingest
 def ingest_directory(
     catalog: Catalog, root: Path, *, allowed_roots: Sequence[Path], source: str | None = None,
     labels_from_folders: bool = False, workers: int = 4, max_pixels: int = DEFAULT_MAX_PIXELS,
-    progress: bool = True,
+    progress: bool = True, scenes: SceneOptions | None = None,
 ) -> IngestReport:
-    """Register every image under ``root`` (jpg, jpeg, png, tif, tiff, webp)."""
+    """Register every image under ``root`` (jpg, jpeg, png, tif, tiff, webp), or the one file ``root`` names.
+
+    Large rasters become scenes and their chips (``scenes`` says which files and how they are cut).
+    """
     root = check_allowed(root, allowed_roots)
-    if not root.is_dir():
-        raise NotADirectoryError(f"{root} is not a directory (use --manifest for a manifest file)")
-    report = IngestReport(source=source or root.name)
-    items: Iterable[IngestItem] = iter_directory(root, allowed_roots, report.rejected)
+    if root.is_file():
+        report = IngestReport(source=source or root.parent.name)
+        items: Iterable[IngestItem] = [IngestItem(path=root)]
+    elif not root.is_dir():
+        raise NotADirectoryError(f"{root} is neither a directory nor a file (use --manifest for a manifest file)")
+    else:
+        report = IngestReport(source=source or root.name)
+        items = iter_directory(root, allowed_roots, report.rejected)
     if labels_from_folders:
         items = (_with_folder_label(it, root) for it in items)
     return _ingest(catalog, list(items), report, allowed_roots=allowed_roots, workers=workers,
-                   max_pixels=max_pixels, progress=progress, params={"path": str(root)})
+                   max_pixels=max_pixels, progress=progress, params={"path": str(root)}, scenes=scenes)
 
 
 def ingest_manifest(
     catalog: Catalog, manifest: Path, *, allowed_roots: Sequence[Path], source: str | None = None,
     workers: int = 4, max_pixels: int = DEFAULT_MAX_PIXELS, progress: bool = True,
+    scenes: SceneOptions | None = None,
 ) -> IngestReport:
-    """Register the images a manifest lists, with its labels, human captions and metadata."""
+    """Register the images a manifest lists, with its labels, human captions and metadata (``scene: true``
+    lines are chipped as scenes)."""
     manifest = check_allowed(manifest, allowed_roots)
     if not manifest.is_file():
         raise FileNotFoundError(f"manifest {manifest} does not exist or is not a file")
     report = IngestReport(source=source or manifest.parent.name)
     items = read_manifest(manifest, report.rejected)
     return _ingest(catalog, items, report, allowed_roots=allowed_roots, workers=workers,
-                   max_pixels=max_pixels, progress=progress, params={"manifest": str(manifest)})
+                   max_pixels=max_pixels, progress=progress, params={"manifest": str(manifest)}, scenes=scenes)
 
 
 def _with_folder_label(item: IngestItem, root: Path) -> IngestItem:
@@ -217,12 +233,18 @@ def _with_folder_label(item: IngestItem, root: Path) -> IngestItem:
     return item
 
 
-def _examine(item: IngestItem, known_ids: set[str], max_pixels: int, allowed_roots: Sequence[Path]) -> _Outcome:
-    """Read, hash and (when the content is new) decode one file. Runs in a worker thread."""
+def _examine(item: IngestItem, known_ids: set[str], max_pixels: int, allowed_roots: Sequence[Path],
+             scenes: SceneOptions) -> _Outcome:
+    """Read, hash and (when the content is new) decode one file. Runs in a worker thread.
+
+    A scene is only recognised here (from its header); it is chipped after the images, never read whole.
+    """
     try:
         real = check_allowed(item.path, allowed_roots)
     except PathNotAllowedError as exc:
         return _Outcome(item, None, None, f"refused: {exc}")
+    if _is_scene(item, real, scenes):
+        return _Outcome(item, None, None, None, scene=True)
     try:
         data = real.read_bytes()
     except FileNotFoundError:
@@ -241,10 +263,22 @@ def _examine(item: IngestItem, known_ids: set[str], max_pixels: int, allowed_roo
     return _Outcome(item, digest, info, None)
 
 
+def _is_scene(item: IngestItem, real: Path, scenes: SceneOptions) -> bool:
+    from tools.scenes.raster import looks_like_scene
+
+    wanted = item.scene if item.scene is not None else scenes.force
+    if wanted is not None:
+        return wanted and real.is_file()
+    return looks_like_scene(real, scenes.min_side)
+
+
 def _ingest(
     catalog: Catalog, items: list[IngestItem], report: IngestReport, *, allowed_roots: Sequence[Path],
     workers: int, max_pixels: int, progress: bool, params: dict[str, Any], batch: int = 256,
+    scenes: SceneOptions | None = None,
 ) -> IngestReport:
+    scenes = scenes or SceneOptions()
+    scene_items: list[IngestItem] = []
     started = time.perf_counter()
     known_uris = catalog.image_uri_index()
     known_ids = catalog.image_ids(status="ok")
@@ -257,17 +291,20 @@ def _ingest(
             for start in range(0, len(items), batch):
                 chunk = items[start:start + batch]
                 outcomes = list(pool.map(
-                    lambda it: _examine(it, known_ids, max_pixels, allowed_roots), chunk
+                    lambda it: _examine(it, known_ids, max_pixels, allowed_roots, scenes), chunk
                 ))
-                _record(catalog, outcomes, report, known_uris, known_ids, seen_in_run)
+                scene_items += [o.item for o in outcomes if o.scene]
+                _record(catalog, [o for o in outcomes if not o.scene], report, known_uris, known_ids, seen_in_run)
                 report.scanned += len(chunk)
                 bar.update(len(chunk))
                 catalog.update_job(job.id, done=report.scanned)
         bar.close()
+        for item in scene_items:
+            _ingest_scene(catalog, item, report, scenes, progress)
         report.seconds = time.perf_counter() - started
         catalog.update_job(job.id, result={k: v for k, v in report.to_dict().items()
-                                           if k not in ("rejected", "duplicate_of")}
-                           | {"rejected": len(report.rejected)})
+                                           if k not in ("rejected", "duplicate_of", "scenes")}
+                           | {"rejected": len(report.rejected), "scenes": len(report.scenes)})
     return report
 
 
@@ -324,6 +361,32 @@ def _record(
         catalog.add_labels(extra_labels)
     if captions:
         report.captions_added += catalog.add_captions(captions)
+
+
+def _ingest_scene(catalog: Catalog, item: IngestItem, report: IngestReport, scenes: SceneOptions,
+                  progress: bool) -> None:
+    """Chip one scene into the catalog; a file that cannot be a scene is recorded as rejected, with why."""
+    from tools.scenes.chips import ChipError
+    from tools.scenes.ingest import ingest_scene
+    from tools.scenes.raster import SceneRejected, sha256_file
+
+    real = item.path.resolve()
+    bar = tqdm(unit="win", desc=f"chip {real.name}", disable=not progress, dynamic_ncols=True)
+    try:
+        done = ingest_scene(catalog, real, params=scenes.chips, source=report.source, max_pixels=scenes.max_pixels,
+                            on_window=lambda: bar.update(1), metadata=item.metadata)
+    except (SceneRejected, ChipError) as exc:
+        reason = f"scene rejected: {exc}"
+        report.rejected.append({"path": str(item.path), "reason": reason})
+        digest = sha256_file(real)
+        catalog.add_images([ImageRecord(id=digest, uri=str(real), width=None, height=None, bands=None, format=None,
+                                        mode=None, source=report.source, status="rejected", reason=reason,
+                                        metadata=item.metadata)])
+        return
+    finally:
+        bar.close()
+    report.scenes.append(done.to_dict())
+    report.chips_added += done.chips_added
 
 
 def _uri_of(catalog: Catalog, image_id: str, seen_in_run: dict[str, str]) -> str:

@@ -5,8 +5,9 @@ connection; every write is a short transaction. The schema is versioned: ``MIGRA
 database from version ``i`` to ``i + 1`` and ``PRAGMA user_version`` records where it stands.
 
 The tables are served by one mixin per group (:mod:`~tools.catalog.images`, :mod:`~tools.catalog.datasets`,
-:mod:`~tools.catalog.models`, :mod:`~tools.catalog.journal`, :mod:`~tools.catalog.jobs`) over the
-connection plumbing in :mod:`~tools.catalog.connection`; :class:`Catalog` combines them.
+:mod:`~tools.catalog.models`, :mod:`~tools.catalog.journal`, :mod:`~tools.catalog.jobs`,
+:mod:`~tools.catalog.scenes`) over the connection plumbing in :mod:`~tools.catalog.connection`; :class:`Catalog`
+combines them.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from tools.catalog.jobs import JobsMixin
 from tools.catalog.journal import JournalMixin
 from tools.catalog.models import ModelsMixin
 from tools.catalog.records import ImageRecord, Job
+from tools.catalog.scenes import ChipRecord, SceneRecord, ScenesMixin
 from tools.catalog.schema import CAPTION_SOURCES, MIGRATIONS, CaptionSource, JobState
 
 
-class Catalog(ImagesMixin, DatasetsMixin, ModelsMixin, JournalMixin, JobsMixin):
+class Catalog(ImagesMixin, DatasetsMixin, ModelsMixin, JournalMixin, JobsMixin, ScenesMixin):
     """Typed access to the catalog database. Safe to share between threads (one connection each)."""
 
 
@@ -29,7 +31,9 @@ __all__ = [
     "MIGRATIONS",
     "CaptionSource",
     "Catalog",
+    "ChipRecord",
     "ImageRecord",
     "Job",
     "JobState",
+    "SceneRecord",
 ]

@@ -26,6 +26,9 @@ class ImageRecord:
     crs: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     labels: list[str] = field(default_factory=list)
+    scene_id: str | None = None  # chips: the scene they are a window of
+    window: list[int] | None = None  # chips: x, y, w, h in scene pixels
+    footprint: dict[str, Any] | None = None  # chips: GeoJSON polygon in EPSG:4326
 
 
 @dataclass(frozen=True)
@@ -62,7 +65,16 @@ def image_from_row(row: sqlite3.Row, labels: list[str] | None = None) -> ImageRe
         crs=row["crs"],
         metadata=json.loads(row["metadata"] or "{}"),
         labels=labels or [],
+        **_chip_fields(row),
     )
+
+
+def _chip_fields(row: sqlite3.Row) -> dict[str, Any]:
+    """A chip's scene, window and footprint (absent from rows of plain images and of older queries)."""
+    if "scene_id" not in row.keys() or row["scene_id"] is None:
+        return {}
+    return {"scene_id": row["scene_id"], "window": json.loads(row["chip_window"]) if row["chip_window"] else None,
+            "footprint": json.loads(row["footprint"]) if row["footprint"] else None}
 
 
 def job_from_row(row: sqlite3.Row) -> Job:

@@ -134,4 +134,39 @@ MIGRATIONS: list[str] = [
         created_at  REAL NOT NULL
     );
     """,
+    # 2 -> 3: scenes (large georeferenced rasters) and chips (images that are windows of a scene).
+    """
+    CREATE TABLE scenes (
+        id          TEXT PRIMARY KEY,              -- sha256 of the file bytes
+        uri         TEXT NOT NULL,                 -- absolute path
+        width       INTEGER NOT NULL,
+        height      INTEGER NOT NULL,
+        bands       INTEGER NOT NULL,
+        dtype       TEXT NOT NULL,
+        crs         TEXT,                          -- NULL: not georeferenced
+        transform   TEXT,                          -- JSON geotransform, GDAL order
+        nodata      REAL,
+        gsd         REAL,                          -- metres per pixel
+        footprint   TEXT,                          -- GeoJSON polygon in EPSG:4326
+        west        REAL,
+        south       REAL,
+        east        REAL,
+        north       REAL,
+        file_size   INTEGER,
+        mtime       REAL,
+        source      TEXT,
+        metadata    TEXT NOT NULL DEFAULT '{}',    -- JSON: chipping runs, broken windows
+        added_at    REAL NOT NULL
+    );
+    CREATE INDEX scenes_uri ON scenes(uri);
+    ALTER TABLE images ADD COLUMN scene_id TEXT REFERENCES scenes(id);
+    ALTER TABLE images ADD COLUMN chip_window TEXT;
+    ALTER TABLE images ADD COLUMN footprint TEXT;
+    ALTER TABLE images ADD COLUMN west REAL;
+    ALTER TABLE images ADD COLUMN south REAL;
+    ALTER TABLE images ADD COLUMN east REAL;
+    ALTER TABLE images ADD COLUMN north REAL;
+    CREATE INDEX images_scene ON images(scene_id);
+    CREATE INDEX images_lonlat ON images(west, east);
+    """,
 ]
