@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from tools.imageio import load_rgb
+
 __all__ = [
     "TextEncoder",
     "class_aware_retrieval_metrics",
@@ -241,8 +243,7 @@ class _ImageFiles(torch.utils.data.Dataset[torch.Tensor]):
         return len(self.paths)
 
     def __getitem__(self, i: int) -> torch.Tensor:
-        with Image.open(self.paths[i]) as im:
-            return self.transform(im.convert("RGB"))
+        return self.transform(load_rgb(self.paths[i]))  # a file or a chip of a scene
 
 
 def encode_image_files(

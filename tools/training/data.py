@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from tools.imageio import load_rgb
 from tools.training.config import TrainItem
 
 __all__ = [
@@ -179,8 +180,7 @@ class CaptionedImages(torch.utils.data.Dataset[tuple[torch.Tensor, str]]):
         s = sample_seed(self.seed, epoch, index)
         caption = item.captions[s % len(item.captions)]
         try:
-            with Image.open(item.image_path) as im:
-                image = im.convert("RGB")
+            image = load_rgb(item.image_path)  # a file or a chip of a scene
         except Exception as exc:
             raise RuntimeError(f"cannot read training image {item.image_path!r}: {exc}") from exc
         with _seeded(s):
