@@ -41,7 +41,6 @@ class DatasetArgs(BaseModel):
     val_frac: float = Field(default=0.1, ge=0, lt=1)
     test_frac: float = Field(default=0.1, ge=0, lt=1)
     seed: int = 0
-    use_manifest_split: bool = Field(default=False, description="keep the split a manifest gave each image")
     require_captions: bool = Field(default=True, description="leave out images without any caption")
 
 

@@ -21,7 +21,7 @@ field() { .venv/bin/python -c "import json,sys; d=json.load(sys.stdin); print($1
 sky ingest --manifest "$data/$name/train.jsonl" --json --no-progress | field 'd["added"], "added"'
 sky ingest --manifest "$data/$name/val.jsonl" --json --no-progress | field 'd["added"], "added"'
 sky caption --captioner template --only-uncaptioned --json --no-progress | field 'd["captioned"], "template-captioned"'
-ds=$(sky dataset create --source "$name" --use-manifest-split --val 0 --test 0 --json | field 'd["id"]')
+ds=$(sky dataset create --source "$name" --val 0 --test 0 --json | field 'd["id"]')
 before=$(sky eval --model skyscout-tiny --dataset "$ds" --split val --json | field 'd["zeroshot"]["top1"]')
 start=$(date +%s)
 train=$(sky train --model skyscout-tiny --dataset "$ds" --json --no-progress "$@")

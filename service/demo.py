@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     _cli(["ingest", "--manifest", str(SAMPLE / "train.jsonl"), "--no-progress"])
     _cli(["ingest", "--manifest", str(SAMPLE / "val.jsonl"), "--no-progress"])
     _banner("2. Record a dataset version (the manifests' train/val split)")
-    _cli(["dataset", "create", "--name", "ucm-sample", "--use-manifest-split", "--val", "0", "--test", "0"])
+    _cli(["dataset", "create", "--name", "ucm-sample", "--val", "0", "--test", "0"])
 
     from service.context import Services
     from service.scheduler import improvement_tick, tick_lock

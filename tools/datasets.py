@@ -1,8 +1,10 @@
 """Dataset versions: deterministic, stratified train/val/test splits recorded in the catalog, and exports.
 
-A split is a pure function of (the images chosen, the fractions, the seed): each image's place is decided
-by a hash of (seed, image id) within its stratum (its label), so the same inputs always give the same split
-and the same dataset id, and adding images later does not move the ones already placed.
+Held-out data stays held out: an image's split, once assigned, never changes across dataset versions.
+Each version keeps the split an image already had in an earlier version (an image that was ever in a
+train split stays in train, so no model is ever judged on an image it may have trained on), honours the
+split a manifest gave it, and places only new images, by a hash of (seed, image id) within their stratum
+(their label). The same inputs always give the same split and the same dataset id.
 """
 
 from __future__ import annotations
@@ -60,17 +62,29 @@ def plan_split(
     return sorted(items)
 
 
+def placed_splits(catalog: Catalog) -> dict[str, str]:
+    """The split each image already has: ``train`` if any version put it there, else its first placement."""
+    placed: dict[str, str] = {}
+    rows = catalog.query("SELECT di.image_id, di.split FROM dataset_items di JOIN datasets d ON d.id = di.dataset_id "
+                         "ORDER BY d.created_at, d.id")
+    for r in rows:
+        if r["split"] == "train" or r["image_id"] not in placed:
+            placed[r["image_id"]] = r["split"]
+    return placed
+
+
 def create_dataset(
     catalog: Catalog, *, name: str | None = None, sources: Sequence[str] | None = None,
-    val_frac: float = 0.1, test_frac: float = 0.1, seed: int = 0, use_manifest_split: bool = False,
-    require_captions: bool = False,
+    val_frac: float = 0.1, test_frac: float = 0.1, seed: int = 0, require_captions: bool = False,
 ) -> dict[str, Any]:
     """Make (or find, if identical) a dataset version from accepted catalog images.
 
-    ``use_manifest_split`` keeps the split a manifest gave an image (its ``split`` field: train, val or
-    test); the others are split by hash. ``require_captions`` leaves out images without any caption.
+    Images keep the split they had in earlier versions, then the split a manifest gave them (its ``split``
+    field: train, val or test); the fractions and the seed place the others. ``require_captions`` leaves
+    out images without any caption.
     """
     strata: dict[str, list[str]] = defaultdict(list)
+    before = placed_splits(catalog)
     fixed: dict[str, str] = {}
     wanted_sources = set(sources) if sources else None
     captioned = _captioned_ids(catalog) if require_captions else None
@@ -81,15 +95,16 @@ def create_dataset(
             continue
         strata[img.labels[0] if img.labels else ""].append(img.id)
         hint = _SPLIT_ALIASES.get(str(img.metadata.get("split", "")).lower())
-        if use_manifest_split and hint:
-            fixed[img.id] = hint
+        split = before.get(img.id) or hint
+        if split:
+            fixed[img.id] = split
     if not strata:
         what = f" from sources {sorted(wanted_sources)}" if wanted_sources else ""
         raise DatasetError(f"no accepted images{what} to make a dataset from; run `skyscout ingest` first")
     items = plan_split(strata, val_frac=val_frac, test_frac=test_frac, seed=seed, fixed=fixed)
     params = {
         "sources": sorted(wanted_sources) if wanted_sources else None, "val_frac": val_frac,
-        "test_frac": test_frac, "seed": seed, "use_manifest_split": use_manifest_split,
+        "test_frac": test_frac, "seed": seed,
         "require_captions": require_captions, "stratified_by": "label",
     }
     digest = hashlib.sha256(json.dumps([params, items], sort_keys=True).encode()).hexdigest()[:12]

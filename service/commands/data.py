@@ -9,6 +9,8 @@ from typing import Any
 
 from app.data import caption, create_dataset, ingest
 from app.status import status
+from service.commands.engine_options import add_engine_options, ray_options
+from service.commands.scenes import add_scene_options, print_scene_reports, scene_options_from
 from service.context import Services
 from service.output import kv, print_json, table
 from tools.captioning.factory import CAPTIONER_NAMES
@@ -23,6 +25,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--labels-from-folders", action="store_true",
                    help="label each image with the name of the folder it is in")
     p.add_argument("--workers", type=int, help="decoding threads (default: SKYSCOUT_WORKERS)")
+    add_scene_options(p)
     p.set_defaults(handler=cmd_ingest)
 
     p = sub.add_parser("caption", parents=[common], help="caption images that lack captions from a captioner")
@@ -32,18 +35,19 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--limit", type=int, help="caption at most this many images")
     p.add_argument("--only-uncaptioned", action="store_true",
                    help="only images with no caption from any source (default: none from this captioner)")
+    add_engine_options(p)
     p.set_defaults(handler=cmd_caption)
 
     p = sub.add_parser("dataset", help="dataset versions (train/val/test splits)")
     dsub = p.add_subparsers(dest="dataset_command", metavar="ACTION", required=True)
-    c = dsub.add_parser("create", parents=[common], help="make a deterministic stratified split")
+    c = dsub.add_parser("create", parents=[common],
+                        help="record a dataset version: images keep their split (an earlier version's, else their "
+                             "manifest's); new ones are split by hash within their label")
     c.add_argument("--name")
     c.add_argument("--source", action="append", dest="sources", help="only images of this source (repeatable)")
-    c.add_argument("--val", type=float, default=0.1, help="fraction for validation (default 0.1)")
-    c.add_argument("--test", type=float, default=0.1, help="fraction for test (default 0.1)")
+    c.add_argument("--val", type=float, default=0.1, help="fraction of new images for validation (default 0.1)")
+    c.add_argument("--test", type=float, default=0.1, help="fraction of new images for test (default 0.1)")
     c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--use-manifest-split", action="store_true",
-                   help="keep the split a manifest gave each image (its 'split' field)")
     c.add_argument("--require-captions", action="store_true", help="leave out images without captions")
     c.set_defaults(handler=cmd_dataset_create)
     ls = dsub.add_parser("list", parents=[common], help="list dataset versions")
@@ -65,9 +69,10 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 def cmd_ingest(args: argparse.Namespace) -> int:
     if bool(args.path) == bool(args.manifest):
         raise ValueError("give either a directory PATH or --manifest FILE (exactly one)")
-    report = ingest(Services().app, args.manifest or args.path, manifest=bool(args.manifest), source=args.source,
+    app = Services().app
+    report = ingest(app, args.manifest or args.path, manifest=bool(args.manifest), source=args.source,
                     labels_from_folders=args.labels_from_folders, workers=args.workers,
-                    progress=not (args.no_progress or args.json))
+                    progress=not (args.no_progress or args.json), scenes=scene_options_from(app, args))
     doc = report.to_dict()
     if args.json:
         print_json(doc)
@@ -75,7 +80,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     print(kv([("source", report.source), ("scanned", report.scanned), ("added", report.added),
               ("unchanged", report.unchanged), ("duplicates", report.duplicates),
               ("rejected", len(report.rejected)), ("human captions added", report.captions_added),
-              ("images/s", doc["images_per_s"]), ("job", report.job_id)]))
+              ("images/s", doc["images_per_s"]), ("job", report.job_id)]
+             + ([("scenes", len(report.scenes)), ("chips added", report.chips_added)] if report.scenes else [])))
+    print_scene_reports(report.scenes)
     if report.rejected:
         print("\nrejected files:")
         print(table([(r["path"], r["reason"]) for r in report.rejected[:50]], ["path", "reason"]))
@@ -87,7 +94,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 def cmd_caption(args: argparse.Namespace) -> int:
     report = caption(Services().app, captioner=args.captioner, captioner_model=args.captioner_model,
                      batch_size=args.batch_size, limit=args.limit, only_uncaptioned=args.only_uncaptioned,
-                     progress=not (args.no_progress or args.json))
+                     progress=not (args.no_progress or args.json), engine=args.engine,
+                     ray=ray_options(args, args.batch_size))
     doc = report.to_dict()
     if args.json:
         print_json(doc)
@@ -108,7 +116,7 @@ def _dataset_row(d: dict[str, Any]) -> tuple[Any, ...]:
 
 def cmd_dataset_create(args: argparse.Namespace) -> int:
     info = create_dataset(Services().app, name=args.name, sources=args.sources, val_frac=args.val,
-                          test_frac=args.test, seed=args.seed, use_manifest_split=args.use_manifest_split,
+                          test_frac=args.test, seed=args.seed,
                           require_captions=args.require_captions)
     if args.json:
         print_json(info)

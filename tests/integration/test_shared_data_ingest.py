@@ -34,7 +34,7 @@ def test_ingest_ucm_and_eurosat_then_caption(shared_data: Path, run_cli: Callabl
     code, status = run_cli("status")
     assert status["uncaptioned"] == 0
 
-    code, ds = run_cli("dataset", "create", "--source", "eurosat", "--use-manifest-split", "--val", "0",
+    code, ds = run_cli("dataset", "create", "--source", "eurosat", "--val", "0",
                        "--test", "0")
     assert code == 0 and ds["splits"] == {"train": 10_000, "val": 1_000, "test": 0}
 

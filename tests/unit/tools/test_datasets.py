@@ -12,21 +12,25 @@ from tools.catalog import Catalog, ImageRecord
 from tools.datasets import DatasetError, create_dataset, plan_split, split_items, to_hf_dataset
 
 
-def _catalog(tmp_path: Path, n_per_class: int = 40) -> Catalog:
-    cat = Catalog(tmp_path / "c.db")
+def _records(n_per_class: int, *, start: int = 0, hints: bool = True) -> list[ImageRecord]:
     recs = []
     for c, label in enumerate(["beach", "forest", "river"]):
-        for i in range(n_per_class):
+        for i in range(start, start + n_per_class):
             k = c * 1000 + i
             recs.append(ImageRecord(id=f"{k:064x}", uri=f"/x/{k}.jpg", width=8, height=8, bands=3,
                                     format="JPEG", mode="RGB", source="a" if i % 2 else "b", status="ok",
-                                    labels=[label], metadata={"split": "val"} if i < 3 else {}))
-    cat.add_images(recs)
+                                    labels=[label], metadata={"split": "val"} if hints and i < 3 else {}))
+    return recs
+
+
+def _catalog(tmp_path: Path, n_per_class: int = 40, *, hints: bool = True) -> Catalog:
+    cat = Catalog(tmp_path / "c.db")
+    cat.add_images(_records(n_per_class, hints=hints))
     return cat
 
 
 def test_split_is_deterministic_and_stratified(tmp_path: Path) -> None:
-    cat = _catalog(tmp_path)
+    cat = _catalog(tmp_path, hints=False)
     a = create_dataset(cat, val_frac=0.2, test_frac=0.1, seed=7)
     b = create_dataset(cat, val_frac=0.2, test_frac=0.1, seed=7)
     assert a["id"] == b["id"] and a["created"] and not b["created"]
@@ -36,9 +40,32 @@ def test_split_is_deterministic_and_stratified(tmp_path: Path) -> None:
         ids = cat.dataset_split(a["id"], split)
         counts = {lab: sum(labels[i] == lab for i in ids) for lab in ("beach", "forest", "river")}
         assert counts == dict.fromkeys(counts, per_class), counts
-    c = create_dataset(cat, val_frac=0.2, test_frac=0.1, seed=8)
-    assert c["id"] != a["id"]
-    assert cat.dataset_split(c["id"], "val") != cat.dataset_split(a["id"], "val")
+
+
+def test_placed_images_keep_their_split_in_every_later_version(tmp_path: Path) -> None:
+    cat = _catalog(tmp_path, hints=False)
+    first = create_dataset(cat, val_frac=0.2, test_frac=0.1, seed=7)
+    cat.add_images(_records(10, start=40, hints=False))  # 30 new images
+
+    second = create_dataset(cat, val_frac=0.5, test_frac=0.0, seed=8)  # other fractions, other seed
+
+    for split in ("train", "val", "test"):
+        assert set(cat.dataset_split(first["id"], split)) <= set(cat.dataset_split(second["id"], split))
+    new_ids = {r.id for r in _records(10, start=40, hints=False)}
+    placed_new = {i for s in ("train", "val") for i in cat.dataset_split(second["id"], s)} & new_ids
+    assert placed_new == new_ids and second["splits"]["val"] == 24 + 15  # the new ones split by the new fractions
+
+
+def test_an_image_once_trained_on_never_enters_a_held_out_split(tmp_path: Path) -> None:
+    """Two versions that placed an image differently (an older catalog): train wins from then on."""
+    cat = _catalog(tmp_path, hints=False)
+    image = f"{0:064x}"
+    cat.create_dataset("ds-old-1", "old", {}, [(image, "val")])
+    cat.create_dataset("ds-old-2", "old", {}, [(image, "train")])
+
+    d = create_dataset(cat, val_frac=0.5, test_frac=0.4, seed=3)
+
+    assert image in cat.dataset_split(d["id"], "train")
 
 
 def test_adding_images_does_not_move_placed_ones() -> None:
@@ -52,7 +79,7 @@ def test_adding_images_does_not_move_placed_ones() -> None:
 
 def test_manifest_split_and_source_filter(tmp_path: Path) -> None:
     cat = _catalog(tmp_path)
-    d = create_dataset(cat, sources=["a"], use_manifest_split=True, val_frac=0.0, test_frac=0.0)
+    d = create_dataset(cat, sources=["a"], val_frac=0.0, test_frac=0.0)
     assert d["splits"]["train"] + d["splits"]["val"] == 60
     val = set(cat.dataset_split(d["id"], "val"))
     hinted = {r.id for r in cat.iter_images(source="a") if r.metadata.get("split") == "val"}
