@@ -8,6 +8,7 @@ from typing import Any
 from app.context import AppContext
 from tools.captioning.run import CaptionReport, caption_images
 from tools.datasets import create_dataset as record_dataset
+from tools.distributed.ray_common import RayOptions
 from tools.ingest import IngestReport, ingest_directory, ingest_manifest
 
 #: file suffixes read as manifests rather than scanned as folders
@@ -33,9 +34,20 @@ def ingest(ctx: AppContext, path: str | Path, *, manifest: bool | None = None, s
 
 def caption(ctx: AppContext, *, captioner: str | None = None, captioner_model: str | None = None,
             batch_size: int = 32, limit: int | None = None, only_uncaptioned: bool = False,
-            progress: bool = False) -> CaptionReport:
-    """Caption the images that lack a caption from ``captioner`` (default: the configured one)."""
+            progress: bool = False, engine: str = "local", ray: RayOptions | None = None) -> CaptionReport:
+    """Caption the images that lack a caption from ``captioner`` (default: the configured one).
+
+    ``engine="ray"`` runs it as a Ray Data job with a pool of captioner actors (``ray``: where, how wide)."""
     name = captioner or ctx.config.captioner
+    if engine == "ray":
+        from tools.distributed.ray_caption import caption_images_ray, captioner_factory
+
+        options = ray or RayOptions(batch_size=batch_size)
+        driver_side, factory = captioner_factory(name, captioner_model, ctx.device, options)
+        return caption_images_ray(ctx.catalog, driver_side, factory, options=options, device=ctx.device, limit=limit,
+                                  progress=progress, only_uncaptioned=only_uncaptioned)
+    if engine != "local":
+        raise ValueError(f"unknown engine {engine!r}; choose from local, ray")
     if captioner_model:
         from tools.captioning.factory import create_captioner
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from app.config import SMALL_MACHINE_CORES
 from app.context import AppContext
 from tools.catalog import Catalog
+from tools.distributed.ray_common import RayOptions
 from tools.indexes import NoIndexError, active_index, alias_name
 from tools.modelref import active_model_key
 from tools.stores.base import VectorStore, index_name_for_model
@@ -75,18 +76,29 @@ def default_decode_workers() -> int:
 
 def build_index(ctx: AppContext, *, model: str | None = "active", store: str | None = None,
                 batch_size: int | None = None, num_workers: int | None = None, activate: bool = True,
-                progress: bool = False, on_progress: Callable[[int, int], None] | None = None) -> IndexReport:
+                progress: bool = False, on_progress: Callable[[int, int], None] | None = None,
+                engine: str = "local", preprocess: str = "auto", ray: RayOptions | None = None) -> IndexReport:
     """Embed every accepted image with ``model`` into its index; make it active when complete, if the
-    model is the active one (and ``activate``)."""
+    model is the active one (and ``activate``).
+
+    ``engine="ray"`` runs the embedding as a Ray Data job (``ray`` says where and how wide); ``preprocess``
+    chooses where images are resized and normalised (:mod:`tools.engines`)."""
     from tools.embedding import build_index as embed_into_index
+    from tools.engines import index_stages
 
     ref, loaded = ctx.load_model(model)
     workers = num_workers if num_workers is not None else ctx.config.loader_workers
+    size = batch_size or ctx.config.batch_size
+    make_reader, embedder = index_stages(
+        engine=engine, model=loaded.model, transform=loaded.preprocess_val, dim=loaded.embed_dim, device=ctx.device,
+        batch_size=size, num_workers=default_decode_workers() if workers is None else workers,
+        preprocess=preprocess, ray=ray, progress=progress)
     report = embed_into_index(
         ctx.catalog, ctx.registry(store), model_key=ref.key, model=loaded.model, transform=loaded.preprocess_val,
         dim=loaded.embed_dim, device=ctx.device, batch_size=batch_size or ctx.config.batch_size,
         num_workers=default_decode_workers() if workers is None else workers,
         activate=activate and ref.key == active_model_key(ctx.catalog), progress=progress, on_progress=on_progress,
+        make_reader=make_reader, embedder=embedder,
     )
     ctx.forget_index(report.index, store)
     return report

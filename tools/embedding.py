@@ -224,10 +224,13 @@ def build_index(
     num_workers: int = 2, activate: bool = True, progress: bool = True,
     reader: Reader | None = None, embedder: Embedder | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    make_reader: Callable[[list[str]], Reader] | None = None,
 ) -> IndexReport:
     """Build (or finish) the index of ``model_key`` over every accepted image, then make it active.
 
     ``on_progress(done, total)`` is called after each batch (e.g. to stream progress to a chat).
+    ``make_reader(failed)`` builds the reader given the list its unreadable image ids go to (another data
+    path or engine: :mod:`tools.device_pixels`, :mod:`tools.distributed.ray_index`).
     """
     name = index_name_for_model(model_key)
     store = registry.open(name, dim, create=True)
@@ -254,6 +257,8 @@ def build_index(
             if on_progress is not None:
                 on_progress(done, len(records))
 
+        if reader is None and make_reader is not None:
+            reader = make_reader(report.failed)
         reader = reader or dataloader_reader(transform, batch_size=batch_size, num_workers=num_workers,
                                              failed=report.failed, min_size=_input_size(model),
                                              pin_memory=str(device).startswith("cuda"))

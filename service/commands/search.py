@@ -7,8 +7,10 @@ from typing import Any
 
 from app.indexing import build_index
 from app.search import record_feedback, search
+from service.commands.engine_options import add_engine_options, ray_options
 from service.context import Services
 from service.output import kv, print_json, table
+from tools.engines import PREPROCESS
 from tools.search import Query
 from tools.stores.base import STORE_KINDS
 
@@ -22,6 +24,10 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
                    help="decoding worker processes (default: 0, a decoding thread, on machines with up to 4 cores)")
     p.add_argument("--no-activate", action="store_true",
                    help="build it but keep the current index active (only the active model's index is ever activated)")
+    p.add_argument("--preprocess", choices=PREPROCESS, default="auto",
+                   help="where images are resized and normalised: host (the decoding workers), device (uint8 "
+                        "pixels to the model's device), auto (device on CUDA; default)")
+    add_engine_options(p)
     p.set_defaults(handler=cmd_index)
 
     s = sub.add_parser("search", parents=[common], help="find tiles by text and/or example images")
@@ -59,7 +65,8 @@ def parse_filters(pairs: list[str]) -> dict[str, Any] | None:
 def cmd_index(args: argparse.Namespace) -> int:
     report = build_index(Services().app, model=args.model, store=args.store, batch_size=args.batch_size,
                          num_workers=args.num_workers, activate=not args.no_activate,
-                         progress=not (args.no_progress or args.json))
+                         progress=not (args.no_progress or args.json), engine=args.engine,
+                         preprocess=args.preprocess, ray=ray_options(args, args.batch_size))
     doc = report.to_dict()
     if args.json:
         print_json(doc)
