@@ -33,6 +33,9 @@ class AppConfig:
     device: str = "auto"
     store: StoreKind = "lancedb"
     astra: AstraCredentials = AstraCredentials()
+    #: retention: keep finished training runs' checkpoints; candidates kept besides the active model and its parent
+    keep_checkpoints: bool = False
+    keep_candidates: int = 3
     workers: int = 4
     max_pixels: int = 89_478_485
     captioner: str = "template"
@@ -55,6 +58,10 @@ class AppConfig:
     @property
     def indexes_dir(self) -> Path:
         return self.home / "indexes"
+
+    @property
+    def thumbnails_dir(self) -> Path:
+        return self.cache_dir / "thumbnails"
 
 
 __all__ = ["AppConfig", "AstraCredentials"]

@@ -37,7 +37,10 @@ class AppContext:
 
     @cached_property
     def catalog(self) -> Catalog:
-        return Catalog(self.config.catalog_path)
+        """The catalog, opened once; jobs whose process died are marked abandoned now (any command's start)."""
+        catalog = Catalog(self.config.catalog_path, guard_dirs=(self.config.models_dir, self.config.indexes_dir))
+        catalog.reconcile_jobs()
+        return catalog
 
     @cached_property
     def device(self) -> str:

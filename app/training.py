@@ -29,8 +29,15 @@ def _unfinished(job: Job) -> Path | None:
 
 
 def interrupted_run(catalog: Catalog, plan: TrainingPlan | None = None) -> tuple[Job, Path] | None:
-    """The newest train job that stopped after a checkpoint (with ``plan``: one with the same inputs)."""
+    """The newest train job that stopped after a checkpoint (with ``plan``: one with the same inputs).
+
+    A job still running in a live process is never taken over; one whose process died is first marked
+    abandoned (:meth:`~tools.catalog.Catalog.reconcile_jobs`).
+    """
+    catalog.reconcile_jobs()
     for job in catalog.list_jobs(kind="train", limit=50):
+        if job.state == "running":
+            continue
         run_dir = _unfinished(job)
         if run_dir is None:
             continue
@@ -95,10 +102,13 @@ def train(ctx: AppContext, *, model: str | None = "active", dataset: str | None 
             target = interrupted_run(catalog, plan)
     resumed_job = target[0] if target else None
     if resumed_job is not None:
-        catalog.update_job(resumed_job.id, state="failed", error="interrupted; resumed from its last checkpoint")
+        before = f"{resumed_job.error}; " if resumed_job.state == "abandoned" and resumed_job.error else ""
+        catalog.update_job(resumed_job.id, state=None if resumed_job.state == "abandoned" else "failed",
+                           error=f"{before}interrupted; resumed from its last checkpoint")
         notes.append(f"resumed interrupted job {resumed_job.id}")
     result = finetune(catalog, plan, models_dir=ctx.config.models_dir, device=ctx.device,
-                      resume_dir=target[1] if target else None, progress=progress, on_step=on_step)
+                      resume_dir=target[1] if target else None, progress=progress, on_step=on_step,
+                      keep_checkpoints=ctx.config.keep_checkpoints)
     return {**result, "notes": notes, "resumed_from": resumed_job.id if resumed_job else None,
             "batch_size": plan.config.batch_size}
 

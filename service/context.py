@@ -24,6 +24,7 @@ def app_config(settings: Settings) -> AppConfig:
     """The application's view of the settings: typed, resolved, immutable."""
     return AppConfig(
         home=settings.home, roots=tuple(settings.roots), device=settings.device,
+        keep_checkpoints=settings.keep_checkpoints, keep_candidates=settings.keep_candidates,
         store=settings.store,  # type: ignore[arg-type]  # validated by AppContext.store_kind
         astra=AstraCredentials(settings.astra_endpoint, settings.astra_token, settings.astra_keyspace),
         workers=settings.workers, max_pixels=settings.max_pixels, captioner=settings.captioner,

@@ -16,6 +16,10 @@ from pydantic_settings import (
 
 from tools.captioning.factory import CAPTIONER_NAMES, CaptionerName
 
+#: what an HTTP token may do: ``read`` (search, status, thumbnails, feedback; chat that searches and explains)
+#: and ``operate`` (everything, including chat actions that write, improve and cancelling jobs)
+SCOPES: tuple[str, ...] = ("read", "operate")
+
 
 def _settings_file() -> Path | None:
     explicit = os.environ.get("SKYSCOUT_SETTINGS_FILE")
@@ -46,7 +50,12 @@ class Settings(BaseSettings):
     llm: str | None = Field(None, description="LangChain chat model 'provider:model'; unset: offline router")
     llm_base_url: str | None = Field(None, description="base URL of an OpenAI-compatible server")
     llm_api_key: str | None = Field(None, description="API key for the chat model (local servers accept any)")
-    api_tokens: str = Field("", description="bearer tokens accepted by the HTTP API, comma-separated")
+    api_tokens: str = Field("", description="bearer tokens accepted by the HTTP API, comma-separated; 'read:TOKEN' "
+                            "may search, read status and thumbnails and give feedback, 'operate:TOKEN' (or a bare "
+                            "TOKEN) may also start work (chat actions that write, improve, cancel)")
+    keep_checkpoints: bool = Field(False, description="keep finished training runs' checkpoints (resumable state)")
+    keep_candidates: int = Field(3, ge=0, description="`skyscout gc` keeps the active model, its parent and this "
+                                 "many newest other model versions")
     max_body_bytes: int = Field(1_000_000, description="largest HTTP request body accepted")
     improve_every: str | None = Field(None, description="run the improvement loop inside `serve`, e.g. 6h")
     watch_dirs: str = Field("", description="folders the improvement loop ingests new files from, ':'-separated")
@@ -59,7 +68,19 @@ class Settings(BaseSettings):
 
     @property
     def tokens(self) -> list[str]:
-        return [t.strip() for t in self.api_tokens.split(",") if t.strip()]
+        return [token for token, _ in self.token_scopes]
+
+    @property
+    def token_scopes(self) -> list[tuple[str, str]]:
+        """(token, scope) pairs: ``read:TOKEN`` and ``operate:TOKEN``; a bare token may operate."""
+        out = []
+        for entry in (t.strip() for t in self.api_tokens.split(",")):
+            scope, sep, token = entry.partition(":")
+            if sep and scope in SCOPES and token:
+                out.append((token, scope))
+            elif entry:
+                out.append((entry, "operate"))
+        return out
 
     @classmethod
     def settings_customise_sources(

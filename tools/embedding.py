@@ -9,6 +9,8 @@ The pipeline is three injected stages (reader -> embedder -> writer), so each ca
 Vector ids are image ids, so re-running never duplicates; images already in the index are skipped, so a
 killed run continues where it stopped. Each model version gets its own index; the alias
 ``active_index:<store>`` moves to it only after every image is in (search never sees a half-built index).
+Refreshing a complete index (new images for the active model) appends to it in place: it stays ``complete``
+and searchable throughout, and a refresh killed midway leaves it as searchable as before.
 """
 
 from __future__ import annotations
@@ -241,7 +243,13 @@ def build_index(
     present = store.ids()
     todo = [r for r in records if r.id not in present]
     report.skipped_existing = len(records) - len(todo)
-    catalog.upsert_index(name, model=model_key, store=registry.kind, dim=dim, state="building", count=len(present))
+    # A complete index is refreshed in place: new vectors are appended while it keeps answering searches,
+    # and a refresh killed midway leaves it complete (with what it held, plus what was appended).
+    known = catalog.get_index(name)
+    live = known is not None and known["state"] == "complete" and known["store"] == registry.kind
+    if not live:
+        catalog.upsert_index(name, model=model_key, store=registry.kind, dim=dim, state="building",
+                             count=len(present))
     params = {"index": name, "model": model_key, "store": registry.kind, "batch_size": batch_size}
     with catalog.job("index", params, total=len(records)) as job:
         report.job_id = job.id
@@ -253,7 +261,7 @@ def build_index(
             nonlocal done
             done += n
             bar.update(n)
-            catalog.update_job(job.id, done=done)
+            catalog.progress(job.id, done)  # raises JobCancelled on a cancel request: the vectors written stay
             if on_progress is not None:
                 on_progress(done, len(records))
 
@@ -269,8 +277,9 @@ def build_index(
         report.count = store.count()
         report.seconds = time.perf_counter() - started
         complete = report.count >= len(records) - len(report.failed)
+        # a live index stays complete (searchable) even when some images failed to decode: they are reported
         catalog.upsert_index(name, model=model_key, store=registry.kind, dim=dim,
-                             state="complete" if complete else "failed", count=report.count)
+                             state="complete" if complete or live else "failed", count=report.count)
         catalog.update_job(job.id, result=report.to_dict() | {"failed": len(report.failed)})
     if complete:
         # Large tables get an approximate index before they go live (LanceDB; a no-op below its threshold).

@@ -297,7 +297,7 @@ def _ingest(
                 _record(catalog, [o for o in outcomes if not o.scene], report, known_uris, known_ids, seen_in_run)
                 report.scanned += len(chunk)
                 bar.update(len(chunk))
-                catalog.update_job(job.id, done=report.scanned)
+                catalog.progress(job.id, report.scanned)  # raises JobCancelled on a cancel request
         bar.close()
         for item in scene_items:
             _ingest_scene(catalog, item, report, scenes, progress)

@@ -34,12 +34,30 @@ from tools.modelref import ModelRef, resolve_model
 from tools.models import TINY_ARCH, LoadedModel, load_model, save_checkpoint
 from tools.templates import REMOTE_SENSING_TEMPLATES
 from tools.training import TrainConfig, TrainItem, TrainResult, train
+from tools.training.config import CHECKPOINT_NAME, FINAL_MODEL_NAME, WISE_START_NAME
+
+
+class DeviceError(ValueError):
+    """The configured torch device does not exist here (the message says which ones do)."""
 
 
 def pick_device(device: str) -> str:
-    """``auto`` means the first CUDA device when there is one, else the CPU."""
+    """``auto`` means the first CUDA device when there is one, else the CPU; others are checked to exist."""
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise DeviceError(f"SKYSCOUT_DEVICE={device!r} is not a torch device; use auto, cpu, cuda or cuda:N") from None
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise DeviceError(f"SKYSCOUT_DEVICE={device!r}, but no CUDA device is available here; use auto or cpu")
+        if (parsed.index or 0) >= count:
+            raise DeviceError(f"SKYSCOUT_DEVICE={device!r}, but this machine has {count} CUDA device(s): "
+                              f"{', '.join(f'cuda:{i}' for i in range(count))}")
+    elif parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise DeviceError(f"SKYSCOUT_DEVICE={device!r}, but MPS is not available here; use auto or cpu")
     return device
 
 
@@ -133,19 +151,42 @@ def prepare_training(
     return TrainingPlan(ref, loaded, ds["id"], items, config, list(caption_sources or []))
 
 
+#: what a finished run no longer needs (its weights are in ``model.pt``): the resumable state, the final
+#: weights before saving, WiSE-FT's starting weights. Together about 2.5x the model (~360 MB for skyscout-tiny).
+RUN_STATE_FILES = (CHECKPOINT_NAME, FINAL_MODEL_NAME, WISE_START_NAME)
+
+
+def delete_run_state(run_dir: Path) -> int:
+    """Delete a finished run's checkpoints (:data:`RUN_STATE_FILES`); returns the bytes freed."""
+    freed = 0
+    for name in RUN_STATE_FILES:
+        path = run_dir / name
+        if path.is_file():
+            freed += path.stat().st_size
+            path.unlink()
+    return freed
+
+
 def finetune(
     catalog: Catalog, plan: TrainingPlan, *, models_dir: Path, device: str = "cpu", resume_dir: Path | None = None,
-    progress: bool = True, on_step: Callable[[Any], bool | None] | None = None,
+    progress: bool = True, on_step: Callable[[Any], bool | None] | None = None, keep_checkpoints: bool = False,
 ) -> dict[str, Any]:
     """Run a prepared fine-tuning; the result is a *candidate* model version with its lineage.
 
-    Checkpoints go to ``models_dir/runs/<run>``; ``resume_dir`` continues such a run exactly.
+    Checkpoints go to ``models_dir/runs/<run>``; ``resume_dir`` continues such a run exactly. A cancel
+    request (``skyscout jobs cancel``) or ``on_step`` returning True stops the run after a checkpoint
+    (resumable). A finished run keeps only ``model.pt`` and its log unless ``keep_checkpoints``.
     """
     run_dir = resume_dir or models_dir / "runs" / f"run-{time.strftime('%Y%m%d-%H%M%S')}"
     params = plan.params(run_dir)
     loaded, ref = plan.loaded, plan.ref
     with catalog.job("train", params, total=None) as job:
+        why: list[str] = []
+
         def report(info: Any) -> bool | None:
+            if catalog.cancel_requested(job.id):
+                why.append("cancelled on request")
+                return True
             catalog.update_job(job.id, done=info.step, total=info.total_steps)
             return on_step(info) if on_step else None
 
@@ -154,10 +195,15 @@ def finetune(
             resume=resume_dir is not None, device=device, progress=progress, on_step=report,
         )
         if not result.completed:
-            catalog.update_job(job.id, state="cancelled", error="stopped before the end; resume to finish")
-            return {"completed": False, "run_dir": str(run_dir), "steps": result.steps, "job_id": job.id}
+            reason = why[0] if why else "stopped before the end"
+            catalog.update_job(job.id, state="cancelled", error=f"{reason} at step {result.steps}/"
+                               f"{result.total_steps}; resume to finish (`skyscout train --resume`)")
+            return {"completed": False, "run_dir": str(run_dir), "steps": result.steps, "job_id": job.id,
+                    "stopped": reason}
         weights = run_dir / "model.pt"
         save_checkpoint(weights, loaded, arch=loaded.arch, extra={"base": ref.key, "dataset": plan.dataset_id})
+        if not keep_checkpoints:
+            delete_run_state(run_dir)
         summary = {
             "steps": result.steps, "epochs": result.epochs, "samples_seen": result.samples_seen,
             "final_loss": result.final_loss, "samples_per_s": result.samples_per_s,

@@ -83,7 +83,7 @@ def caption_images(
             report.images += len(todo[start:start + batch_size])
             bar.update(len(todo[start:start + batch_size]))
             bar.set_postfix(captions=report.captions_added)
-            catalog.update_job(job.id, done=report.images)
+            catalog.progress(job.id, report.images)  # raises JobCancelled on a cancel request
         bar.close()
         report.seconds = time.perf_counter() - started
         catalog.update_job(job.id, result={k: v for k, v in report.to_dict().items() if k != "failed"}

@@ -12,14 +12,15 @@ combines them.
 
 from __future__ import annotations
 
+from tools.catalog.connection import CatalogDamagedError, CatalogError, CatalogUnwritableError
 from tools.catalog.datasets import DatasetsMixin
 from tools.catalog.images import ImagesMixin
-from tools.catalog.jobs import JobsMixin
+from tools.catalog.jobs import JobCancelled, JobsMixin, job_origin, origin
 from tools.catalog.journal import JournalMixin
 from tools.catalog.models import ModelsMixin
 from tools.catalog.records import ImageRecord, Job
 from tools.catalog.scenes import ChipRecord, SceneRecord, ScenesMixin
-from tools.catalog.schema import CAPTION_SOURCES, MIGRATIONS, CaptionSource, JobState
+from tools.catalog.schema import CAPTION_SOURCES, FINISHED_STATES, MIGRATIONS, CaptionSource, JobState
 
 
 class Catalog(ImagesMixin, DatasetsMixin, ModelsMixin, JournalMixin, JobsMixin, ScenesMixin):
@@ -28,12 +29,19 @@ class Catalog(ImagesMixin, DatasetsMixin, ModelsMixin, JournalMixin, JobsMixin, 
 
 __all__ = [
     "CAPTION_SOURCES",
+    "FINISHED_STATES",
     "MIGRATIONS",
     "CaptionSource",
     "Catalog",
+    "CatalogDamagedError",
+    "CatalogError",
+    "CatalogUnwritableError",
     "ChipRecord",
     "ImageRecord",
     "Job",
+    "JobCancelled",
     "JobState",
     "SceneRecord",
+    "job_origin",
+    "origin",
 ]

@@ -54,7 +54,12 @@ class ImagesMixin(CatalogBase):
 
     def add_images(self, records: Iterable[ImageRecord]) -> int:
         """Insert images (and their labels) not yet present; returns how many rows were new."""
-        added = 0
+        return len(self.insert_images(records))
+
+    def insert_images(self, records: Iterable[ImageRecord]) -> set[str]:
+        """Insert images (and their labels) not yet present; returns the ids this call inserted (a concurrent
+        ingestion of the same files inserts each id once, and only one of them reports it)."""
+        inserted: set[str] = set()
         now = time.time()
         with self.transaction() as conn:
             for r in records:
@@ -68,12 +73,24 @@ class ImagesMixin(CatalogBase):
                         json.dumps(r.metadata), r.status, r.reason, now,
                     ),
                 )
-                added += cur.rowcount
+                if cur.rowcount:
+                    inserted.add(r.id)
                 for label in r.labels:
                     conn.execute(
                         "INSERT OR IGNORE INTO labels (image_id, label) VALUES (?, ?)", (r.id, label)
                     )
-        return added
+        return inserted
+
+    def get_images(self, image_ids: Sequence[str]) -> dict[str, ImageRecord]:
+        """Many images at once (with their labels), by id; unknown ids are left out. Two queries per 900 ids."""
+        out: dict[str, ImageRecord] = {}
+        ids = list(dict.fromkeys(image_ids))
+        for start in range(0, len(ids), 900):
+            chunk = ids[start:start + 900]
+            rows = self.query(f"SELECT * FROM images WHERE id IN ({','.join('?' * len(chunk))})", chunk)
+            labels = self.labels_for([row["id"] for row in rows])
+            out.update((row["id"], image_from_row(row, labels.get(row["id"], []))) for row in rows)
+        return out
 
     def iter_images(
         self,
@@ -206,6 +223,22 @@ class ImagesMixin(CatalogBase):
             ):
                 out.setdefault(r["image_id"], []).append(r["text"])
         return out
+
+    def caption_rows_for(self, image_ids: Sequence[str]) -> dict[str, list[tuple[str, str, str | None]]]:
+        """(text, source, model) of every caption of many images at once."""
+        out: dict[str, list[tuple[str, str, str | None]]] = {}
+        for start in range(0, len(image_ids), 900):
+            chunk = list(image_ids[start:start + 900])
+            for r in self.query(f"SELECT image_id, text, source, model FROM captions WHERE image_id IN "
+                                f"({','.join('?' * len(chunk))}) ORDER BY id", chunk):
+                out.setdefault(r["image_id"], []).append((r["text"], r["source"], r["model"]))
+        return out
+
+    def images_with_caption_from(self, sources: Sequence[str]) -> set[str]:
+        """Ids of images with at least one caption from one of ``sources``."""
+        marks = ",".join("?" * len(sources))
+        return {r["image_id"] for r in self.query(
+            f"SELECT DISTINCT image_id FROM captions WHERE source IN ({marks})", list(sources))}
 
     def images_without_caption(
         self, source: str | None, limit: int | None = None

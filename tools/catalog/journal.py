@@ -38,7 +38,15 @@ class JournalMixin(CatalogBase):
 
     def add_feedback(self, *, image_id: str, relevant: bool, query: str | None = None,
                      query_id: str | None = None, model: str | None = None) -> int:
+        """Record a mark on a search result; one mark per (query id, image): a repeat replaces it (same id)."""
         with self.transaction() as conn:
+            found = conn.execute("SELECT id FROM feedback WHERE COALESCE(query_id, '') = ? AND image_id = ?",
+                                 (query_id or "", image_id)).fetchone()
+            if found is not None:
+                conn.execute("UPDATE feedback SET relevant = ?, query = COALESCE(?, query), "
+                             "model = COALESCE(?, model), created_at = ? WHERE id = ?",
+                             (int(relevant), query, model, time.time(), found["id"]))
+                return int(found["id"])
             cur = conn.execute(
                 "INSERT INTO feedback (query_id, query, image_id, relevant, model, created_at) "
                 "VALUES (?, ?, ?, ?, ?, ?)",

@@ -47,7 +47,11 @@ class ModelsMixin(CatalogBase):
         return [m for m in (self.get_model_version(r["id"]) for r in rows) if m is not None]
 
     def promote_model(self, model_id: str) -> None:
-        """Make ``model_id`` the active model; the previous one is retired. One transaction."""
+        """Make ``model_id`` the active model; the previous one is retired. One transaction, after a snapshot
+        of the catalog (``<home>/backups``)."""
+        if self.get_model_version(model_id) is None:
+            raise LookupError(f"unknown model version {model_id!r}")
+        self.snapshot(f"pre-promote-{model_id}")
         with self.transaction() as conn:
             if not conn.execute("SELECT 1 FROM model_versions WHERE id = ?", (model_id,)).fetchone():
                 raise LookupError(f"unknown model version {model_id!r}")

@@ -47,6 +47,11 @@ class Job:
     started_at: float | None
     updated_at: float | None
     finished_at: float | None
+    owner_pid: int | None = None
+    owner_host: str | None = None
+    heartbeat_at: float | None = None
+    cancel_requested_at: float | None = None
+    origin: str | None = None
 
 
 def image_from_row(row: sqlite3.Row, labels: list[str] | None = None) -> ImageRecord:
@@ -91,4 +96,9 @@ def job_from_row(row: sqlite3.Row) -> Job:
         started_at=row["started_at"],
         updated_at=row["updated_at"],
         finished_at=row["finished_at"],
+        owner_pid=row["owner_pid"],
+        owner_host=row["owner_host"],
+        heartbeat_at=row["heartbeat_at"],
+        cancel_requested_at=row["cancel_requested_at"],
+        origin=row["origin"],
     )

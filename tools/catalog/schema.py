@@ -6,7 +6,9 @@ from typing import Literal
 
 CaptionSource = Literal["human", "template", "tags", "blip", "blip2"]
 CAPTION_SOURCES: tuple[str, ...] = ("human", "template", "tags", "blip", "blip2")
-JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+JobState = Literal["queued", "running", "succeeded", "failed", "cancelled", "abandoned"]
+#: the states a job ends in
+FINISHED_STATES: tuple[str, ...] = ("succeeded", "failed", "cancelled", "abandoned")
 
 MIGRATIONS: list[str] = [
     # 0 -> 1: images, labels, captions, datasets, jobs.
@@ -168,5 +170,41 @@ MIGRATIONS: list[str] = [
     ALTER TABLE images ADD COLUMN north REAL;
     CREATE INDEX images_scene ON images(scene_id);
     CREATE INDEX images_lonlat ON images(west, east);
+    """,
+    # 3 -> 4: jobs get an owner (pid, host, process start), a heartbeat, a cancel request, the state
+    # 'abandoned' and their origin. One feedback mark per (query, image). Model files deleted by retention.
+    """
+    CREATE TABLE jobs_v4 (
+        id          TEXT PRIMARY KEY,
+        kind        TEXT NOT NULL,
+        state       TEXT NOT NULL CHECK (state IN ('queued', 'running', 'succeeded', 'failed', 'cancelled',
+                                                   'abandoned')),
+        done        INTEGER NOT NULL DEFAULT 0,
+        total       INTEGER,
+        params      TEXT NOT NULL DEFAULT '{}',
+        result      TEXT,
+        error       TEXT,
+        created_at  REAL NOT NULL,
+        started_at  REAL,
+        updated_at  REAL,
+        finished_at REAL,
+        owner_pid   INTEGER,                       -- the process running the job
+        owner_host  TEXT,                          -- its host name
+        owner_start TEXT,                          -- boot id and process start time: a reused pid is not it
+        heartbeat_at REAL,                         -- written every few seconds while the job runs
+        cancel_requested_at REAL,                  -- set by `skyscout jobs cancel`: the job stops at its next batch
+        origin      TEXT                           -- what started it, e.g. chat:<thread id>
+    );
+    INSERT INTO jobs_v4 (id, kind, state, done, total, params, result, error, created_at, started_at, updated_at,
+                         finished_at)
+        SELECT id, kind, state, done, total, params, result, error, created_at, started_at, updated_at, finished_at
+        FROM jobs;
+    DROP TABLE jobs;
+    ALTER TABLE jobs_v4 RENAME TO jobs;
+    CREATE INDEX jobs_kind_state ON jobs(kind, state);
+    CREATE INDEX jobs_state ON jobs(state);
+    DELETE FROM feedback WHERE id NOT IN (SELECT MAX(id) FROM feedback GROUP BY COALESCE(query_id, ''), image_id);
+    CREATE UNIQUE INDEX feedback_query_image ON feedback(COALESCE(query_id, ''), image_id);
+    ALTER TABLE model_versions ADD COLUMN files_deleted_at REAL;
     """,
 ]
