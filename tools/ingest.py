@@ -352,10 +352,16 @@ def _record(
             report.labels[label] = report.labels.get(label, 0) + 1
         captions.extend((out.sha256, text, "human", None) for text in item.captions)
     if new_records:
-        catalog.add_images(new_records)
+        inserted = catalog.insert_images(new_records)
         for r in new_records:
             if r.status == "ok":
                 known_ids.add(r.id)
+                if r.id not in inserted:  # a concurrent ingestion of the same content inserted it first
+                    report.added -= 1
+                    if _uri_of(catalog, r.id, {}) == r.uri:
+                        report.unchanged += 1
+                    else:
+                        report.duplicates += 1
             known_uris[r.uri] = r.id
     if extra_labels:
         catalog.add_labels(extra_labels)
