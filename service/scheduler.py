@@ -43,7 +43,9 @@ def parse_interval(text: str) -> float:
 
 
 class TickBusy(RuntimeError):
-    """Another process (or thread) is running a tick right now."""
+    """Another process (or thread) is running a tick right now (the CLI prints it as one line, exit code 2)."""
+
+    for_user = True
 
 
 @contextmanager
