@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 class PlannedIntent(BaseModel):
     """One command of a request."""
 
-    intent: Literal["ingest", "caption", "train", "evaluate", "index", "search", "status", "improve",
+    intent: Literal["ingest", "caption", "train", "evaluate", "index", "search", "detect", "status", "improve",
                     "explain", "unknown"]
     args: dict[str, Any] = Field(default_factory=dict)
     text: str = Field(default="", description="the words of the request this command comes from")
@@ -148,8 +148,13 @@ def expand(routed: Sequence[dict[str, Any]], *, policy: PlannerPolicy, message: 
         elif intent == "search":
             missing = {} if (args.get("query") or args.get("image")) else {
                 "error": "say what to look for, e.g. 'find beaches' or 'find images like ./tile.png'"}
-            slots = ("query", "image", "negative", "k", "filters")
+            slots = ("query", "image", "negative", "k", "filters", "scene", "bbox")
             add("query", "search_images", {key: args.get(key) for key in slots}, text, **missing)
+        elif intent == "detect":
+            missing = {} if args.get("query") else {
+                "error": "say what to detect, e.g. 'where are the airports in scene 3fa9c2'"}
+            wanted = ("query", "negative", "scene", "bbox", "top_k", "threshold", "merge", "out")
+            add("query", "detect", {key: args.get(key) for key in wanted}, text, **missing)
         elif intent in ("status", "explain", "improve"):
             add("planner", intent, args, text)
         else:

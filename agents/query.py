@@ -13,9 +13,11 @@ from pydantic import BaseModel, Field
 
 from agents.context import AgentContext
 from agents.toolkit import ToolAgent, ToolOutput, ToolSpec
+from app.detect import DetectRequest, detect, export_geojson
 from app.images import resolve_image
 from app.search import explain_hit, record_feedback, search
-from prompts.agents import AGENT_SYSTEM_PROMPTS, HIT_LINE, NO_HITS, SUMMARIES, TOOL_DESCRIPTIONS
+from prompts.agents import AGENT_SYSTEM_PROMPTS, DETECT_LINE, HIT_LINE, NO_HITS, SUMMARIES, TOOL_DESCRIPTIONS
+from tools.geo import parse_bbox
 from tools.search import Query
 
 
@@ -28,6 +30,23 @@ class SearchArgs(BaseModel):
     k: int = Field(default=10, ge=1, le=1000, description="how many results")
     filters: dict[str, Any] | None = Field(default=None, description='metadata filter, e.g. {"label": "beach"}')
     min_score: float | None = Field(default=None, ge=-1, le=1)
+    scene: str | None = Field(default=None, description="only chips of this scene (id, id prefix or path)")
+    bbox: list[float] | None = Field(default=None, min_length=4, max_length=4,
+                                     description="only chips touching W, S, E, N (degrees)")
+
+
+class DetectArgs(BaseModel):
+    """Arguments of ``detect``."""
+
+    query: str = Field(description="what to find, e.g. vineyards")
+    negative: list[str] = Field(default_factory=list, description="things the detections should not show")
+    scene: str | None = Field(default=None, description="only this scene (id, id prefix or path)")
+    bbox: list[float] | None = Field(default=None, min_length=4, max_length=4,
+                                     description="only chips touching W, S, E, N (degrees)")
+    top_k: int | None = Field(default=None, ge=1, description="keep the best k chips")
+    threshold: float | None = Field(default=None, ge=0, le=1, description="minimum probability (default 0.5)")
+    merge: bool = Field(default=False, description="dissolve touching chips into polygons with their area")
+    out: str | None = Field(default=None, description="where to write the GeoJSON (default: SKYSCOUT_HOME/exports)")
 
 
 class ExplainHitArgs(BaseModel):
@@ -70,11 +89,14 @@ def search_images(ctx: AgentContext, args: SearchArgs) -> ToolOutput:
     if not args.query and not args.image:
         raise ValueError("say what to look for (a text) or give an example image (a path or an image id)")
     images = [resolve_image(ctx.app, args.image)] if args.image else []
+    area: dict[str, Any] = {"aoi": parse_bbox(args.bbox).to_dict()["geometry"]} if args.bbox else {}
     query = Query(texts=[args.query] if args.query else [], images=images, negative_texts=list(args.negative),
-                  k=args.k, filter=args.filters or None, min_score=args.min_score)
+                  k=args.k, filter=args.filters or None, min_score=args.min_score,
+                  scenes=[args.scene] if args.scene else [], **area)
     result = search(ctx.app, query)
     hits = [{"rank": h.rank, "image_id": h.image_id, "uri": h.uri, "score": h.score, "label": h.label,
-             "caption": h.captions[0] if h.captions else None, "bounds": h.bounds} for h in result.hits]
+             "caption": h.captions[0] if h.captions else None, "bounds": h.bounds, "scene_id": h.scene_id,
+             "geometry": h.geometry} for h in result.hits]
     lines = "".join(HIT_LINE.format(rank=h["rank"], name=Path(str(h["uri"] or h["image_id"])).name, score=h["score"],
                                     why=_why(h)) for h in hits) or NO_HITS
     data = {"query_id": result.query_id, "index": result.index, "model": result.model, "query": args.query,
@@ -82,6 +104,25 @@ def search_images(ctx: AgentContext, args: SearchArgs) -> ToolOutput:
             "k": args.k, "hits": hits}
     summary = SUMMARIES["search_images"].format(n=len(hits), described=_described(args, images),
                                                 index=result.index, hits=lines)
+    return ToolOutput(summary, data)
+
+
+def detect_tool(ctx: AgentContext, args: DetectArgs) -> ToolOutput:
+    """Score every chip in scope for a query; write the detections (chip squares, or merged polygons) as
+    GeoJSON and answer with how many there are and the best ones."""
+    result = detect(ctx.app, DetectRequest(text=args.query, negative=list(args.negative), scene=args.scene,
+                                           bbox=args.bbox, top_k=args.top_k, threshold=args.threshold,
+                                           merge=args.merge, georeferenced=True))
+    path = export_geojson(ctx.app, result, args.out)
+    data = {**result.summary(), "out": str(path)}
+    where = f"scene {args.scene}" if args.scene else (f"bbox {args.bbox}" if args.bbox else "every scene")
+    kept = f"p >= {result.threshold}" if result.threshold is not None else f"top {result.top_k}"
+    regions = f", dissolved into {len(result.merged)} region(s)" if result.merged is not None else ""
+    best = "".join(DETECT_LINE.format(rank=i + 1, scene=d.scene_id[:12], window=",".join(map(str, d.window)),
+                                      score=d.score, probability=d.probability)
+                   for i, d in enumerate(result.detections[:5]))
+    summary = SUMMARIES["detect"].format(n=len(result.detections), query=args.query, scored=result.candidates,
+                                         where=where, kept=kept, regions=regions, out=path, best=best)
     return ToolOutput(summary, data)
 
 
@@ -108,9 +149,10 @@ def feedback(ctx: AgentContext, args: FeedbackArgs) -> ToolOutput:
 
 TOOLS = (
     ToolSpec("search_images", search_images, SearchArgs, TOOL_DESCRIPTIONS["search_images"]),
+    ToolSpec("detect", detect_tool, DetectArgs, TOOL_DESCRIPTIONS["detect"]),
     ToolSpec("explain_hit", explain, ExplainHitArgs, TOOL_DESCRIPTIONS["explain_hit"]),
     ToolSpec("record_feedback", feedback, FeedbackArgs, TOOL_DESCRIPTIONS["record_feedback"]),
 )
 AGENT = ToolAgent("query", TOOLS, system_prompt=AGENT_SYSTEM_PROMPTS["query"])
 
-__all__ = ["AGENT", "TOOLS", "ExplainHitArgs", "FeedbackArgs", "SearchArgs"]
+__all__ = ["AGENT", "TOOLS", "DetectArgs", "ExplainHitArgs", "FeedbackArgs", "SearchArgs"]

@@ -30,6 +30,7 @@ STEP_ACTIONS: dict[str, DecisionAction] = {
     "caption_images": "caption", "train_candidate": "train", "evaluate_model": "evaluate",
     "build_index": "index", "index_status": "index_status", "drop_index": "drop_index",
     "search_images": "search", "explain_hit": "explain_hit", "record_feedback": "feedback",
+    "detect": "detect",
 }  # fmt: skip
 Goto = Literal["data", "caption", "training", "embedding", "query", "planner", "approve", "finish"]
 
@@ -99,7 +100,8 @@ class Supervisor:
 
     def _check(self, step: Step, turn: Turn) -> bool:
         """The pre-step checks; True when the plan changed at this position (look again)."""
-        if step["action"] == "search_images" and not step.get("error") and self._index_before_search(step, turn):
+        if step["action"] in ("search_images", "detect") and not step.get("error") and \
+                self._index_before_search(step, turn):
             return True
         if step["action"] == "build_index" and step.get("only_if_stale") and self._skip_fresh_index(step, turn):
             return True

@@ -42,6 +42,11 @@ class AppConfig:
     batch_size: int = 64
     loader_workers: int | None = None
     max_models: int = 2
+    #: scenes: files whose longer side reaches this many pixels are chipped; the most pixels a scene may have
+    scene_min_side: int = 1024
+    max_scene_pixels: int = 10_000_000_000
+    #: detection: background prompts the query is weighed against (empty: tools.detect.probability's default)
+    detect_background: tuple[str, ...] = ()
 
     @property
     def catalog_path(self) -> Path:

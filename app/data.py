@@ -10,6 +10,7 @@ from tools.captioning.run import CaptionReport, caption_images
 from tools.datasets import create_dataset as record_dataset
 from tools.distributed.ray_common import RayOptions
 from tools.ingest import IngestReport, ingest_directory, ingest_manifest
+from tools.scenes.ingest import SceneOptions
 
 #: file suffixes read as manifests rather than scanned as folders
 MANIFEST_SUFFIXES = frozenset({".jsonl", ".ndjson", ".json", ".csv", ".tsv"})
@@ -20,13 +21,17 @@ def is_manifest(path: str | Path) -> bool:
 
 
 def ingest(ctx: AppContext, path: str | Path, *, manifest: bool | None = None, source: str | None = None,
-           labels_from_folders: bool = False, workers: int | None = None, progress: bool = False) -> IngestReport:
-    """Ingest a folder tree or a manifest (decided by its suffix unless ``manifest`` says); every path is
-    checked against the data roots."""
+           labels_from_folders: bool = False, workers: int | None = None, progress: bool = False,
+           scenes: SceneOptions | None = None) -> IngestReport:
+    """Ingest a folder tree, one file, or a manifest (decided by its suffix unless ``manifest`` says); every
+    path is checked against the data roots. Large rasters become scenes and chips (``scenes``: how; default
+    :func:`app.scenes.scene_options`)."""
+    from app.scenes import scene_options
+
     path = Path(path).expanduser()
     opts: dict[str, Any] = dict(allowed_roots=list(ctx.config.roots), source=source,
                                 workers=workers or ctx.config.workers, max_pixels=ctx.config.max_pixels,
-                                progress=progress)
+                                progress=progress, scenes=scenes or scene_options(ctx))
     if manifest if manifest is not None else is_manifest(path):
         return ingest_manifest(ctx.catalog, path, **opts)
     return ingest_directory(ctx.catalog, path, labels_from_folders=labels_from_folders, **opts)

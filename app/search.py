@@ -16,6 +16,7 @@ from app.context import AppContext
 from app.images import resolve_image
 from app.indexing import open_active_index
 from app.models import image_encoder_of, text_encoder_of
+from app.scenes import resolve_scene
 from tools.indexes import active_index
 from tools.search import Query, SearchResult, text_vector
 from tools.search import search as search_index
@@ -45,7 +46,8 @@ def resolved(ctx: AppContext, query: Query) -> Query:
     """``query`` with its example images named by id (from prefixes or paths) and its label filters canonical."""
     return dataclasses.replace(query, images=[resolve_image(ctx, i) for i in query.images],
                                negative_images=[resolve_image(ctx, i) for i in query.negative_images],
-                               filter=canonical_filters(ctx, query.filter))
+                               filter=canonical_filters(ctx, query.filter),
+                               scenes=[resolve_scene(ctx, s) for s in query.scenes])
 
 
 def search(ctx: AppContext, query: Query, *, store: str | None = None) -> SearchResult:

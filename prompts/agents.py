@@ -30,7 +30,8 @@ AGENT_SYSTEM_PROMPTS: Final[dict[str, str]] = {
     "embedding": _COMMON + " You are the Embedding agent: you build or refresh the vector index of a model "
     "version. An index becomes active only once it is complete; never drop the active index.",
     "query": _COMMON + " You are the Query agent: you answer searches over the active index (text, an "
-    "example image, negative terms, metadata filters) and explain why the hits match.",
+    "example image, negative terms, metadata filters, an area or a scene), explain why the hits match, and "
+    "detect where something is in the ingested scenes (GeoJSON with coordinates).",
 }
 
 AGENT_TASK_TEMPLATE: Final[str] = (
@@ -64,6 +65,10 @@ TOOL_DESCRIPTIONS: Final[dict[str, str]] = {
     'with optional negative terms and metadata filters such as {"label": "beach"}. Returns ranked hits.',
     "explain_hit": "Explain why an image matches a text query: its similarity, its label, and its caption "
     "closest to the query.",
+    "detect": "Find where something is in the ingested scenes: score every chip of a scene, a box "
+    "(W, S, E, N degrees) or all scenes for a text; keep chips whose probability against background "
+    "land covers is at least the threshold (default 0.5) or the top k; optionally merge touching chips "
+    "into polygons. Writes the detections as GeoJSON (EPSG:4326) and returns the file and the best chips.",
     "record_feedback": "Record whether a search hit was relevant (for the next evaluation and training).",
 }
 
@@ -86,12 +91,16 @@ SUMMARIES: Final[dict[str, str]] = {
     "drop_index": "Dropped index {index}.",
     "search_images": "Top {n} for {described} in {index}:{hits}",
     "explain_hit": "Image {image_id} scores {score:.3f} for '{query}'{label}{caption}.",
+    "detect": "Detected {n} chip(s) of '{query}' ({kept}) among {scored} scored in {where}{regions}; "
+    "GeoJSON written to {out}.{best}",
     "record_feedback": "Recorded that {image_id} is {verdict} for '{query}' (feedback {feedback_id}).",
 }
 
 #: one line per search hit; ``why`` says what the hit is known to be (label, closest caption)
 HIT_LINE: Final[str] = "\n  {rank}. {name}  score {score:.3f}{why}"
 NO_HITS: Final[str] = " no matching images."
+#: one line per detection
+DETECT_LINE: Final[str] = "\n  {rank}. scene {scene} window {window}  score {score:.3f}  p {probability:.2f}"
 
 # -- the final answer -------------------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from service.commands import agent, chat, data, model, search, serve
+from service.commands import agent, chat, data, model, scenes, search, serve
 from service.output import print_json
 
 #: Exceptions whose message is already written for the user: printed without a traceback, exit code 2.
@@ -18,6 +18,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
 # Modules that add sub-commands; each has register(subparsers, common) -> None.
 COMMAND_MODULES: list[Callable[..., None]] = [
     data.register, model.register, search.register, agent.register, chat.register, serve.register,
+    scenes.register,
 ]
 
 

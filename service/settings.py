@@ -42,6 +42,12 @@ class Settings(BaseSettings):
     device: str = Field("auto", description="torch device for models: auto, cpu, cuda, cuda:1, ...")
     workers: int = Field(4, description="threads for decoding images during ingestion and captioning")
     max_pixels: int = Field(89_478_485, description="larger images are rejected as decompression bombs")
+    scene_min_side: int = Field(1024, description="files whose longer side reaches this many pixels are ingested "
+                                "as scenes and chipped (0: only with --scenes or a manifest's scene: true)")
+    max_scene_pixels: int = Field(10_000_000_000, description="scenes claiming more pixels are rejected as "
+                                  "decompression bombs")
+    detect_background: str = Field("", description="background prompts detection weighs a query against, "
+                                   "comma-separated (empty: the built-in land-cover set)")
     captioner: CaptionerName = Field("template", description=f"default captioner: {', '.join(CAPTIONER_NAMES)}")
     store: str = Field("lancedb", description="vector store: lancedb (embedded) or astra")
     astra_endpoint: str | None = Field(None, description="Astra DB API endpoint (else ASTRA_DB_API_ENDPOINT)")

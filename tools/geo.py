@@ -66,11 +66,13 @@ def utm_crs(lon: float, lat: float) -> str:
 
 def area_m2(geom: BaseGeometry) -> float:
     """Area in square metres of an EPSG:4326 geometry, computed in the UTM zone of its centroid."""
-    from shapely.ops import transform
+    import numpy as np
+    import shapely
 
     c = geom.centroid
     fwd = _transformer(WGS84, utm_crs(c.x, c.y))
-    return float(transform(lambda x, y, z=None: fwd.transform(x, y), geom).area)
+    projected = shapely.transform(geom, lambda xy: np.column_stack(fwd.transform(xy[:, 0], xy[:, 1])))
+    return float(projected.area)
 
 
 def rfc7946(geom: BaseGeometry) -> BaseGeometry:

@@ -16,6 +16,7 @@ import numpy as np
 
 from tools.catalog import Catalog
 from tools.stores.base import VectorStore
+from tools.stores.filters import bbox_filter
 from tools.templates import REMOTE_SENSING_TEMPLATES
 
 TextEncoder = Callable[[list[str]], np.ndarray]
@@ -44,6 +45,10 @@ class Query:
     negative_weight: float = 0.5
     image_weight: float = 1.0
     templates: bool = True
+    #: only chips inside this area: a GeoJSON Polygon / MultiPolygon in EPSG:4326 (see tools.geo)
+    aoi: dict[str, Any] | None = None
+    #: only chips of these scenes (scene ids)
+    scenes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -60,6 +65,9 @@ class SearchHit:
     source: str | None
     bounds: list[float] | None
     crs: str | None
+    scene_id: str | None = None  # chips: the scene, the window (x, y, w, h) and the EPSG:4326 polygon
+    window: list[int] | None = None
+    geometry: dict[str, Any] | None = None
 
 
 @dataclass
@@ -125,6 +133,41 @@ def query_vector(query: Query, *, encode_text: TextEncoder, store: VectorStore, 
     return _unit(vec)
 
 
+def area_filter(query: Query) -> dict[str, Any] | None:
+    """The store filter of a query: its metadata filter, its scenes, and its area's bounding box (chips keep
+    their EPSG:4326 box as ``west``/``south``/``east``/``north``)."""
+    parts = [query.filter] if query.filter else []
+    if query.scenes:
+        parts.append({"scene_id": {"$in": list(query.scenes)}})
+    if query.aoi is not None:
+        from tools.geo import bbox_of
+
+        parts.append(bbox_filter(*bbox_of(query.aoi), fields=("west", "south", "east", "north")))
+    if len(parts) > 1:
+        return {"$and": parts}
+    return parts[0] if parts else None
+
+
+def _nearest(query: Query, vec: np.ndarray, store: VectorStore, catalog: Catalog, exclude: set[str]) -> list[Any]:
+    """The ``k`` nearest hits under the query's filter; inside a polygon area, only chips whose footprint
+    touches it (more candidates are fetched while the box lets too many through)."""
+    flt = area_filter(query)
+    want = query.k + len(exclude)
+    if query.aoi is None:
+        return [h for h in store.search(vec, k=want, filter=flt) if h.id not in exclude][: query.k]
+    from tools.geo import aoi_from_geojson
+
+    area = aoi_from_geojson(query.aoi, "area of interest")
+    n = want
+    while True:
+        raw = [h for h in store.search(vec, k=n, filter=flt) if h.id not in exclude]
+        shapes = catalog.chip_geometry([h.id for h in raw])
+        inside = [h for h in raw if area.intersects(shapes.get(h.id, {}).get("footprint"))]
+        if len(inside) >= query.k or len(raw) < n - len(exclude) or n >= 8000:
+            return inside[: query.k]
+        n *= 4
+
+
 def search(query: Query, *, store: VectorStore, catalog: Catalog, encode_text: TextEncoder,
            encode_images: ImageEncoder | None = None) -> SearchResult:
     """Run ``query`` against ``store`` and describe each hit from the catalog."""
@@ -132,9 +175,7 @@ def search(query: Query, *, store: VectorStore, catalog: Catalog, encode_text: T
         raise QueryError(f"k must be between 1 and 1000, got {query.k}")
     vec = query_vector(query, encode_text=encode_text, store=store, catalog=catalog, encode_images=encode_images)
     # Example images are not useful answers to "more like this": ask for a few extra and drop them.
-    exclude = set(query.images)
-    raw = store.search(vec, k=query.k + len(exclude), filter=query.filter)
-    raw = [h for h in raw if h.id not in exclude][: query.k]
+    raw = _nearest(query, vec, store, catalog, set(query.images))
     if query.min_score is not None:
         raw = [h for h in raw if h.score >= query.min_score]
     captions = catalog.captions_for([h.id for h in raw])
@@ -148,6 +189,8 @@ def search(query: Query, *, store: VectorStore, catalog: Catalog, encode_text: T
             labels=rec.labels if rec else [], captions=captions.get(h.id, [])[:5],
             source=rec.source if rec else h.metadata.get("source"),
             bounds=rec.bounds if rec else None, crs=rec.crs if rec else None,
+            scene_id=rec.scene_id if rec else None, window=rec.window if rec else None,
+            geometry=rec.footprint if rec else None,
         ))
     return SearchResult(query_id=f"q-{uuid.uuid4().hex[:12]}", index=store.name, query=asdict(query), hits=hits)
 

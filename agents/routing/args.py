@@ -6,6 +6,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from agents.routing.detect import detect_args
 from agents.routing.paths import MANIFEST_EXTS, find_paths, path_kind, suffix
 from agents.routing.search import search_args
 from agents.routing.text import MODEL_ID_RE, MODEL_RE, NUM, to_number
@@ -199,6 +200,7 @@ _EXTRACTORS: dict[str, Callable[[str], dict[str, Any]]] = {
     "evaluate": _evaluate_args,
     "index": _index_args,
     "search": search_args,
+    "detect": detect_args,
     "improve": _improve_args,
     "explain": _explain_args,
 }

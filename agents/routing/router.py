@@ -10,7 +10,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from agents.routing.args import extract_args
-from agents.routing.text import TypoFixer, embedding_text, question_cue, split_clauses
+from agents.routing.text import CUE_ONLY_INTENTS, TypoFixer, embedding_text, question_cue, split_clauses
 from prompts.intents import (
     AMBIGUOUS_TEMPLATE,
     INTENT_EXAMPLES,
@@ -154,7 +154,8 @@ class IntentRouter:
         names = list(self.examples)
         for row, cue in zip(sims, cues, strict=True):
             scores: list[tuple[str, float]] = []
-            allowed = [n for n in names if n in cue or n == UNKNOWN] if cue else names
+            allowed = ([n for n in names if n in cue or n == UNKNOWN] if cue
+                       else [n for n in names if n not in CUE_ONLY_INTENTS])
             for name in allowed or names:
                 col = row[labels == name]
                 k = min(self.k, col.size)

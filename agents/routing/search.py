@@ -64,18 +64,28 @@ _QUERY_PREFIX_RES = tuple(
         r"^(?:of|for|with|showing)\s+",
     )
 )
+_NUMBER = r"-?\d+(?:\.\d+)?"
+#: an area: "in scene 3fa9c2" (an id or prefix, or a raster file), "in bbox W,S,E,N"
+_SCENE_RE = re.compile(
+    r"\b(?:(?:in|of|inside|within|across|over|on)\s+)?(?:the\s+)?scene\s+(?:id\s+)?"
+    r"([0-9a-f]{6,64}|[\w./~-]+\.(?:tiff?|jp2|vrt|img))\b", re.IGNORECASE)
+_BBOX_RE = re.compile(
+    rf"\b(?:(?:in(?:side)?|within)\s+)?(?:the\s+)?(?:bbox|bounding\s+box|box|area)\s*[=:]?\s*\(?\s*"
+    rf"({_NUMBER}(?:\s*,\s*{_NUMBER}){{3}})\s*\)?", re.IGNORECASE)
 _QUERY_SUFFIX_RE = re.compile(
     r"(?:\s+(?:please|in\s+the\s+(?:catalog|index|data(?:set)?)|for\s+me))+\s*$", re.IGNORECASE
 )
 
 
 def search_args(text: str) -> dict[str, Any]:
-    """Slots of a search: ``image``, ``k``, ``filters``, ``negative`` and what is left, the ``query``.
+    """Slots of a search: ``scene``, ``bbox``, ``image``, ``k``, ``filters``, ``negative`` and what is left,
+    the ``query``.
 
     Each slot is cut out of the text as it is read, in this order, so that what remains is the query.
     """
     args: dict[str, Any] = {}
-    s = _take_image(text, args)
+    s = _take_area(text, args)
+    s = _take_image(s, args)
     s = _take_k(s, args)
     s = _take_filters(s, args)
     s = _take_negative(s, args)
@@ -88,6 +98,17 @@ def search_args(text: str) -> dict[str, Any]:
     if query:
         args["query"] = query
     return args
+
+
+def _take_area(s: str, args: dict[str, Any]) -> str:
+    """Where to look: a scene ("in scene 3fa9c2") and/or a box ("in bbox -122.5,37.7,-122.3,37.9")."""
+    if m := _BBOX_RE.search(s):
+        args["bbox"] = [float(v) for v in m.group(1).replace(" ", "").split(",")]
+        s = cut(s, m.start(), m.end())
+    if m := _SCENE_RE.search(s):
+        args["scene"] = m.group(1)
+        s = cut(s, m.start(), m.end())
+    return s
 
 
 def _take_image(s: str, args: dict[str, Any]) -> str:

@@ -82,6 +82,15 @@ QUESTION_CUES: tuple[tuple[re.Pattern[str], frozenset[str]], ...] = (
     ),
     (re.compile(r"^how\s+many\b", re.IGNORECASE), frozenset({"status"})),
 )
+#: words that make a clause a detection (coordinates, maps, GeoJSON) rather than a plain search
+DETECT_CUE = re.compile(
+    r"\bgeo\s?json\b|\bdetect(?:ions?|s)?\b|\bmap\s+(?:every|all|each|the)\b|\bpolygons?\b|\bcoordinates\b"
+    r"|\bexport\b|\boutline\b|\bshapefile\b|\bheat\s?map\b|\bwhere\s+(?:are|is)\b.*\bin\s+(?:the\s+|this\s+)?"
+    r"(?:scene|area|bbox|box|region)\b",
+    re.IGNORECASE,
+)
+#: intents only a cue can select (a clause without one is never routed to them)
+CUE_ONLY_INTENTS = frozenset({"detect"})
 
 
 def to_number(token: str) -> int:
@@ -166,6 +175,8 @@ def question_cue(clause: str) -> frozenset[str] | None:
     for rx, intents in QUESTION_CUES:
         if rx.match(text):
             return intents
+    if DETECT_CUE.search(text):
+        return frozenset({"detect"})
     return None
 
 

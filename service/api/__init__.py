@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
-from service.api import agents, ops, search
+from service.api import agents, ops, scenes, search
 from service.api.errors import install_error_handlers
 from service.context import Services
 from service.settings import Settings, load_settings
@@ -58,7 +58,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app = FastAPI(title="SkyScout", version="0.1.0", lifespan=lifespan, max_body_size=settings.max_body_bytes,
                   description="Zero-shot search in satellite imagery, run by agents.")
     install_error_handlers(app, max_body_bytes=settings.max_body_bytes)
-    for router in (ops.public, ops.router, search.router, agents.router):
+    for router in (ops.public, ops.router, search.router, agents.router, scenes.router):
         app.include_router(router)
     return app
 

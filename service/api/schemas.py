@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -30,6 +30,11 @@ class SearchRequest(BaseModel):
         default_factory=dict, max_length=10, description="metadata equality filters, e.g. {'label': 'beach'}",
         json_schema_extra={"additionalProperties": False})
     min_score: float | None = Field(None, ge=-1, le=1)
+    bbox: list[float] | None = Field(None, min_length=4, max_length=4,
+                                     description="only chips touching W, S, E, N (degrees, EPSG:4326)")
+    aoi: dict[str, Any] | None = Field(None, description="only chips touching this GeoJSON polygon (EPSG:4326)")
+    scene_id: str | None = Field(None, min_length=6, max_length=64, pattern=r"^[0-9a-f]+$",
+                                 description="only chips of this scene (id or id prefix)")
 
     @model_validator(mode="after")
     def _something_to_look_for(self) -> SearchRequest:

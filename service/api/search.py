@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import Response
@@ -12,6 +12,7 @@ from fastapi.responses import Response
 from app.search import record_feedback, search
 from service.api.deps import AUTH, App
 from service.api.schemas import ERROR_RESPONSES, FeedbackRequest, FeedbackResponse, Hit, SearchRequest, SearchResponse
+from tools.geo import aoi_from_geojson, parse_bbox
 from tools.search import Query as SearchQuery
 
 router = APIRouter(prefix="/v1", dependencies=AUTH, responses=ERROR_RESPONSES, tags=["search"])
@@ -21,10 +22,21 @@ router = APIRouter(prefix="/v1", dependencies=AUTH, responses=ERROR_RESPONSES, t
 def search_route(body: SearchRequest, app: App) -> SearchResponse:
     query = SearchQuery(texts=[body.text] if body.text else [], images=[body.image_id] if body.image_id else [],
                         negative_texts=body.negative_texts, negative_images=body.negative_image_ids, k=body.k,
-                        filter=dict(body.filters) or None, min_score=body.min_score)
+                        filter=dict(body.filters) or None, min_score=body.min_score, **_area(body))
     result = search(app, query)
     return SearchResponse(query_id=result.query_id, index=result.index, hits=[
         Hit(**dataclasses.asdict(h), thumbnail=f"/v1/images/{h.image_id}/thumbnail") for h in result.hits])
+
+
+def _area(body: SearchRequest) -> dict[str, Any]:
+    """The request's area of interest as a query's ``aoi`` (GeoJSON geometry) or ``scenes``."""
+    if body.bbox is not None and body.aoi is not None:
+        raise ValueError("give a bbox or an aoi, not both")
+    if body.bbox is not None:
+        return {"aoi": parse_bbox(body.bbox).to_dict()["geometry"]}
+    if body.aoi is not None:
+        return {"aoi": aoi_from_geojson(body.aoi, "aoi").to_dict()["geometry"]}
+    return {"scenes": [body.scene_id]} if body.scene_id else {}
 
 
 @router.post("/feedback", response_model=FeedbackResponse)

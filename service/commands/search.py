@@ -8,6 +8,7 @@ from typing import Any
 from app.indexing import build_index
 from app.search import record_feedback, search
 from service.commands.engine_options import add_engine_options, ray_options
+from service.commands.scenes import add_area_options, area_of
 from service.context import Services
 from service.output import kv, print_json, table
 from tools.engines import PREPROCESS
@@ -40,6 +41,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
                    help="metadata filter, e.g. label=beach or source=eurosat (repeatable: all must hold)")
     s.add_argument("--min-score", type=float)
     s.add_argument("--store", choices=STORE_KINDS)
+    add_area_options(s)
     s.set_defaults(handler=cmd_search)
 
     f = sub.add_parser("feedback", parents=[common], help="mark a search result relevant or not")
@@ -78,7 +80,7 @@ def cmd_index(args: argparse.Namespace) -> int:
 def cmd_search(args: argparse.Namespace) -> int:
     query = Query(texts=[" ".join(args.text)] if args.text else [], images=args.image,
                   negative_texts=args.negative, negative_images=args.not_image, k=args.k,
-                  filter=parse_filters(args.filter), min_score=args.min_score)
+                  filter=parse_filters(args.filter), min_score=args.min_score, **area_of(args))
     result = search(Services().app, query, store=args.store)
     if args.json:
         print_json(result.to_dict())

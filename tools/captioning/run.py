@@ -44,7 +44,9 @@ def _to_input(img: ImageRecord) -> CaptionInput:
     meta = img.metadata
     return CaptionInput(
         image_id=img.id, uri=img.uri, label=img.labels[0] if img.labels else None,
-        label_text=meta.get("label_text"), folder=meta.get("folder") or Path(img.uri).parent.name,
+        label_text=meta.get("label_text"),
+        # a chip's folder is its scene's, which says nothing about what the chip shows
+        folder=None if img.scene_id else meta.get("folder") or Path(img.uri).parent.name,
         tags=meta.get("tags") or {},
     )
 

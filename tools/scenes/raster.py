@@ -9,6 +9,7 @@ memory does not grow with the scene.
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import os
 import warnings
@@ -21,6 +22,10 @@ GDAL_ENV: dict[str, Any] = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR", "CPL_LO
 #: GDAL's block cache in MB. GDAL reads it once, when the cache is first used, and its default is 5% of
 #: RAM; a bounded cache keeps a reader's memory flat however large the scene (set before any read).
 os.environ.setdefault("GDAL_CACHEMAX", "128")
+# GDAL's warnings about odd headers are noise to users: what SkyScout cannot use it reports itself, with why.
+# (warnings.catch_warnings is not thread-safe, and headers are read from ingestion's worker threads.)
+logging.getLogger("rasterio._env").setLevel(logging.ERROR)
+warnings.filterwarnings("ignore", message="Dataset has no geotransform")
 #: the most pixels a scene may have (100,000 x 100,000)
 DEFAULT_MAX_SCENE_PIXELS = 10_000_000_000
 #: a header claiming more than this many raw bytes per byte of file is a decompression bomb (real data,

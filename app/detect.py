@@ -1,0 +1,215 @@
+"""Detection use case: a query becomes scored chips with coordinates (GeoJSON), dissolved regions and heat maps.
+
+One function serves ``skyscout detect``, ``POST /v1/detect`` and the Query agent's ``detect`` tool. It scores
+*every* chip in scope (a scene, an area of interest, or all scenes) against the query with the model that
+built the active index, using the chip vectors already in that index: nothing is embedded again. Each chip
+gets its cosine ``score`` and a ``probability`` (:mod:`tools.detect.probability`: the query against
+background land-cover prompts at the model's temperature).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from app.context import AppContext
+from app.indexing import open_active_index
+from app.models import text_encoder_of
+from app.scenes import resolve_scene
+from tools.detect.features import Detection, chip_features, feature_collection, merge
+from tools.detect.probability import DEFAULT_BACKGROUND, background_for, temperature_of
+from tools.detect.scoring import Scored, score_chips, select
+from tools.geo import AreaOfInterest, GeoError, aoi_from_geojson, parse_bbox
+from tools.search import Query, query_vector, text_vector
+
+_GET_CHUNK = 1000
+
+
+@dataclass
+class DetectRequest:
+    """What to find and where: a text (and texts to steer away from), a scene, a box or a polygon (EPSG:4326)."""
+
+    text: str
+    negative: list[str] = field(default_factory=list)
+    scene: str | None = None  # id, id prefix or path
+    bbox: str | list[float] | None = None  # W,S,E,N in degrees
+    aoi: dict[str, Any] | None = None  # GeoJSON geometry / Feature / FeatureCollection, EPSG:4326
+    top_k: int | None = None
+    threshold: float | None = None
+    merge: bool = False
+    background: list[str] | None = None
+    georeferenced: bool = False  # the caller needs coordinates (GeoJSON, a raster): refuse scenes without a CRS
+
+
+@dataclass
+class DetectResult:
+    """Scored and kept chips, the dissolved regions when asked, and what the scores mean."""
+
+    query: str
+    model: str
+    index: str
+    candidates: int
+    unindexed: int
+    detections: list[Detection]
+    threshold: float | None
+    top_k: int | None
+    background: list[str]
+    temperature: float
+    merged: list[dict[str, Any]] | None = None
+    area: dict[str, Any] | None = None
+    scenes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    all_chips: list[Detection] = field(default_factory=list)  # every scored chip (for heat maps)
+
+    def geojson(self) -> dict[str, Any]:
+        """The RFC 7946 FeatureCollection: chip squares, or the merged regions when ``merge`` was asked."""
+        features = self.merged if self.merged is not None else chip_features(
+            self.detections, query=self.query, model=self.model)
+        return feature_collection(features, query=self.query, model=self.model, index=self.index,
+                                  threshold=self.threshold, top_k=self.top_k, chips_scored=self.candidates,
+                                  probability=f"softmax of the query against {len(self.background)} background "
+                                              f"prompts at temperature {self.temperature:.3g}")
+
+    def summary(self) -> dict[str, Any]:
+        """Counts and the best detections, without geometry (for tables and agents)."""
+        return {"query": self.query, "model": self.model, "index": self.index, "chips_scored": self.candidates,
+                "unindexed": self.unindexed, "detections": len(self.detections),
+                "regions": len(self.merged) if self.merged is not None else None, "threshold": self.threshold,
+                "top_k": self.top_k, "scenes": self.scenes, "area": self.area, "warnings": self.warnings,
+                "best": [{"chip_id": d.chip_id, "scene_id": d.scene_id, "window": d.window,
+                          "score": round(d.score, 4), "probability": round(d.probability, 4)}
+                         for d in self.detections[:10]]}
+
+
+def _area(req: DetectRequest) -> AreaOfInterest | None:
+    if req.bbox is not None and req.aoi is not None:
+        raise ValueError("give a bbox or an area of interest, not both")
+    if req.bbox is not None:
+        return parse_bbox(req.bbox)
+    return aoi_from_geojson(req.aoi, "area of interest") if req.aoi is not None else None
+
+
+def _chips_in_scope(ctx: AppContext, req: DetectRequest, area: AreaOfInterest | None,
+                    warnings: list[str]) -> list[dict[str, Any]]:
+    scene_ids = [resolve_scene(ctx, req.scene)] if req.scene else None
+    rows = ctx.catalog.chip_rows(scene_ids=scene_ids, bbox=area.bbox if area else None)
+    if area is not None:
+        rows = [r for r in rows if area.intersects(r["footprint"])]
+    if not rows:
+        where = f"scene {req.scene}" if req.scene else (area.description if area else "the catalog")
+        raise LookupError(f"no chips in {where}; ingest scenes first (`skyscout ingest SCENE.tif`), then "
+                          "`skyscout index`")
+    if req.georeferenced:
+        bare = sorted({r["scene_id"] for r in rows if r["footprint"] is None})
+        if bare and req.scene:
+            scene = ctx.catalog.get_scene(bare[0])
+            raise GeoError(f"scene {bare[0][:12]} ({scene.uri if scene else '?'}) has no CRS, so its chips have no "
+                           "coordinates and cannot be written as GeoJSON or a georeferenced raster; its chips can "
+                           "still be searched and detected without --out (pixel windows)")
+        if bare:
+            warnings.append(f"{len(bare)} scene(s) without a CRS left out (no coordinates): "
+                            + ", ".join(b[:12] for b in bare))
+            rows = [r for r in rows if r["footprint"] is not None]
+    return rows
+
+
+def _vectors(store: Any, ids: list[str]) -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    for start in range(0, len(ids), _GET_CHUNK):
+        for key, (vec, _) in store.get(ids[start:start + _GET_CHUNK]).items():
+            out[key] = np.asarray(vec, dtype=np.float32)
+    return out
+
+
+def detect(ctx: AppContext, req: DetectRequest, *, store: str | None = None) -> DetectResult:
+    """Score every chip in scope for ``req.text``; keep those above the threshold (or the top k)."""
+    if not req.text.strip():
+        raise ValueError("say what to detect, e.g. 'vineyards'")
+    warnings: list[str] = []
+    area = _area(req)
+    rows = _chips_in_scope(ctx, req, area, warnings)
+    active = open_active_index(ctx, store)
+    _, loaded = ctx.load_model(active.model)
+    found = _vectors(active.store, [r["id"] for r in rows])
+    indexed = [r for r in rows if r["id"] in found]
+    if not indexed:
+        raise LookupError(f"none of the {len(rows)} chips in scope is in the active index {active.name}; run "
+                          "`skyscout index`")
+    if len(indexed) < len(rows):
+        warnings.append(f"{len(rows) - len(indexed)} chip(s) in scope are not indexed yet; run `skyscout index`")
+    encode = text_encoder_of(loaded, ctx.device)
+    qvec = query_vector(Query(texts=[req.text], negative_texts=list(req.negative)), encode_text=encode,
+                        store=active.store, catalog=ctx.catalog)
+    prompts = list(req.background or ctx.config.detect_background or DEFAULT_BACKGROUND)
+    bvecs = np.stack([text_vector(encode, p) for p in prompts])
+    keep = background_for(req.text, prompts, text_vector(encode, req.text), bvecs)
+    temperature = temperature_of(loaded.model)
+    scored = score_chips(np.stack([found[r["id"]] for r in indexed]), qvec, bvecs[keep], temperature=temperature)
+    chips = _detections(indexed, scored)
+    kept = [chips[i] for i in select(scored, threshold=req.threshold, top_k=req.top_k)]
+    threshold = req.threshold if req.threshold is not None or req.top_k is not None else 0.5
+    result = DetectResult(
+        query=req.text, model=active.model, index=active.name, candidates=len(indexed),
+        unindexed=len(rows) - len(indexed), detections=kept, threshold=threshold, top_k=req.top_k,
+        background=[prompts[i] for i in keep], temperature=temperature, area=area.to_dict() if area else None,
+        scenes=sorted({r["scene_id"] for r in indexed}), warnings=warnings, all_chips=chips)
+    if req.merge:
+        result.merged = merge(kept, query=req.text, model=active.model)
+    return result
+
+
+def _detections(rows: list[dict[str, Any]], scored: Scored) -> list[Detection]:
+    return [Detection(chip_id=r["id"], scene_id=r["scene_id"], score=float(scored.scores[i]),
+                      probability=float(scored.probabilities[i]), window=list(r["window"]), geometry=r["footprint"],
+                      uri=r["uri"]) for i, r in enumerate(rows)]
+
+
+def export_geojson(ctx: AppContext, result: DetectResult, out: str | Path | None = None) -> Path:
+    """Write the result's FeatureCollection: to ``out`` (inside a data root or SKYSCOUT_HOME), or by default
+    to ``<SKYSCOUT_HOME>/exports/<query>-<time>.geojson``."""
+    import json
+    import re
+    import time
+
+    if out is None:
+        slug = re.sub(r"[^a-z0-9]+", "-", result.query.lower()).strip("-")[:40] or "detections"
+        target = ctx.config.home / "exports" / f"{slug}-{time.strftime('%Y%m%d-%H%M%S')}.geojson"
+    else:
+        target = Path(out).expanduser()
+        home = ctx.config.home.expanduser().resolve()
+        parent = target.parent.resolve()
+        if not (parent == home or parent.is_relative_to(home)):
+            from tools.paths import check_allowed
+
+            check_allowed(parent, ctx.config.roots)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(result.geojson()), encoding="utf-8")
+    return target.resolve()
+
+
+def write_rasters(ctx: AppContext, result: DetectResult, path: str | Path) -> list[dict[str, Any]]:
+    """Write each scene's heat map of every scored chip as a COG: ``path`` for one scene, else
+    ``<stem>_<scene id>.tif`` beside it."""
+    from tools.detect.raster import write_score_cog
+
+    target = Path(path)
+    by_scene: dict[str, list[Detection]] = {}
+    for d in result.all_chips:
+        by_scene.setdefault(d.scene_id, []).append(d)
+    written = []
+    for scene_id, dets in sorted(by_scene.items()):
+        scene = ctx.catalog.get_scene(scene_id)
+        if scene is None:
+            continue
+        out = target if len(by_scene) == 1 else target.with_name(f"{target.stem}_{scene_id[:12]}{target.suffix}")
+        written.append(write_score_cog(out, dets, width=scene.width, height=scene.height, crs=scene.crs,
+                                       transform=scene.transform, tags={"query": result.query,
+                                                                        "model": result.model,
+                                                                        "scene_id": scene_id}))
+    return written
+
+
+__all__ = ["DetectRequest", "DetectResult", "detect", "export_geojson", "write_rasters"]

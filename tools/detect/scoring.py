@@ -1,0 +1,56 @@
+"""Scoring chips for a query: cosines against the query vector, probabilities, and which chips are kept.
+
+Selection: ``top_k`` keeps the best ``k`` chips by score, ``threshold`` keeps chips whose probability is
+at least that; given both, a chip must pass both; given neither, the threshold is 0.5. Kept chips are
+ordered best score first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from tools.detect.probability import Platt, softmax_logit
+
+#: the probability threshold when neither a threshold nor top-k is given
+DEFAULT_THRESHOLD = 0.5
+
+
+@dataclass(frozen=True)
+class Scored:
+    """Scores (cosines), the softmax logits against the background, and probabilities, one per chip."""
+
+    scores: np.ndarray
+    logits: np.ndarray
+    probabilities: np.ndarray
+
+
+def score_chips(vectors: np.ndarray, query_vec: np.ndarray, background_vecs: np.ndarray, *, temperature: float,
+                platt: Platt | None = None) -> Scored:
+    """Cosine of each chip to the query, and its probability (background softmax, or Platt-calibrated)."""
+    v = np.asarray(vectors, dtype=np.float32)
+    scores = v @ np.asarray(query_vec, dtype=np.float32)
+    bg = v @ np.asarray(background_vecs, dtype=np.float32).T if len(background_vecs) else np.zeros((len(v), 0))
+    logits = softmax_logit(scores.astype(np.float64), bg.astype(np.float64), temperature)
+    probs = platt(logits) if platt is not None else 1.0 / (1.0 + np.exp(-np.clip(logits, -60, 60)))
+    return Scored(scores.astype(np.float64), logits, probs)
+
+
+def select(scored: Scored, *, threshold: float | None = None, top_k: int | None = None) -> np.ndarray:
+    """Indexes of the kept chips, best score first."""
+    if threshold is None and top_k is None:
+        threshold = DEFAULT_THRESHOLD
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"threshold is a probability between 0 and 1, got {threshold}")
+    if top_k is not None and top_k < 1:
+        raise ValueError(f"top-k must be at least 1, got {top_k}")
+    order = np.argsort(-scored.scores, kind="stable")
+    if top_k is not None:
+        order = order[:top_k]
+    if threshold is not None:
+        order = order[scored.probabilities[order] >= threshold]
+    return order
+
+
+__all__ = ["DEFAULT_THRESHOLD", "Scored", "score_chips", "select"]
