@@ -25,13 +25,14 @@ class CaptionArgs(BaseModel):
         default=True, description="only images with no caption from any source (false: all lacking this captioner's)"
     )
     batch_size: int = Field(default=64, ge=1, le=4096)
+    from_folders: bool = Field(default=False, description="template: use folder names for images without a label")
 
 
 def caption_images(ctx: AgentContext, args: CaptionArgs) -> ToolOutput:
     """Caption what lacks a caption; the report says how many images were captioned and which failed."""
     name = args.captioner or ctx.app.config.captioner
     report = caption(ctx.app, captioner=name, batch_size=args.batch_size, limit=args.limit,
-                     only_uncaptioned=args.only_uncaptioned)
+                     only_uncaptioned=args.only_uncaptioned, from_folders=args.from_folders)
     data = {"captioner": name, "model": report.model, "job_id": report.job_id, "images": report.images,
             "captioned": report.captioned, "captions_added": report.captions_added,
             "nothing_to_say": report.nothing_to_say, "failed": len(report.failed), "failures": report.failed[:10],

@@ -3,7 +3,7 @@
 ``improve`` reads the signals, takes the policy's decisions (a chat model may narrow them, never widen
 them) and adds the steps that carry them out to the plan: caption, retrain (dataset -> train -> evaluate
 -> promote), evaluate a waiting candidate, refresh the index. ``promote`` applies the guardrails of
-:func:`agents.policy.check_promotion`. In a dry run, ``improve`` only proposes: nothing is recorded and
+:func:`agents.promotion.check_promotion`. In a dry run, ``improve`` only proposes: nothing is recorded and
 no step is added.
 """
 
@@ -16,29 +16,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agents.context import AgentContext
+from agents.explain import explain_confusion, explain_decisions
 from agents.plans import make_step, next_step_id
 from agents.policy import (
     Decision,
     PromotionChoice,
     Signals,
-    check_promotion,
     choose_actions,
     decide,
     read_signals,
 )
+from agents.promotion import check_promotion
 from agents.records import Step, StepResult, resolve_refs, step_result
-from prompts.planner import EXPLAIN_EMPTY, EXPLAIN_LINE, PROMOTION_PROMPT, REASONS, STATUS_TEMPLATE
+from prompts.planner import PROMOTION_PROMPT, REASONS, STATUS_TEMPLATE
 from tools.modelref import active_model_key
 
 log = logging.getLogger(__name__)
-
-#: decision actions that each ``explain`` subject covers
-EXPLAIN_SUBJECTS: dict[str, tuple[str, ...]] = {
-    "train": ("train", "retrain", "evaluate", "promote", "keep_active", "dataset"),
-    "index": ("index", "reindex", "drop_index"), "caption": ("caption",),
-    "promote": ("promote", "keep_active", "evaluate"),
-}
-
 
 @dataclass
 class PlannerOutcome:
@@ -73,7 +66,8 @@ class Planner:
         self.policy = ctx.policy
 
     def signals(self) -> Signals:
-        return read_signals(self.catalog, store_kind=self.ctx.app.store_kind(), policy=self.policy)
+        return read_signals(self.catalog, store_kind=self.ctx.app.store_kind(), policy=self.policy,
+                            captioner=self.ctx.app.config.captioner)
 
     def run(self, step: Step, results: Sequence[StepResult], plan: Sequence[Step]) -> PlannerOutcome:
         """Run a planner step: improve, promote, status, explain (or report a request not understood)."""
@@ -91,7 +85,7 @@ class Planner:
                     return PlannerOutcome(step_result(step, "ok", format_status(signals),
                                                       {"signals": signals.model_dump()}))
                 case "explain":
-                    return PlannerOutcome(self.explain(step, args.get("subject")))
+                    return PlannerOutcome(self.explain(step, args))
                 case _:
                     return PlannerOutcome(step_result(step, "failed", f"no planner action {step['action']!r}"))
         except LookupError as exc:
@@ -193,15 +187,12 @@ class Planner:
                 catalog.set_decision_outcome(int(decision.id or 0), f"{candidate} rejected; the active model stays")
         return decision
 
-    def explain(self, step: Step, subject: str | None) -> StepResult:
-        actions = EXPLAIN_SUBJECTS.get(subject or "")
-        rows = [d for d in self.catalog.decisions(limit=200) if actions is None or d["action"] in actions][:10]
-        if not rows:
-            about = f" about {subject}" if subject else ""
-            return step_result(step, "ok", EXPLAIN_EMPTY.format(about=about), {"decisions": []})
-        lines = [EXPLAIN_LINE.format(id=d["id"], action=d["action"], reason=d["reason"],
-                                     outcome=f" [{d['outcome']}]" if d["outcome"] else "") for d in rows]
-        return step_result(step, "ok", "\n".join(lines), {"decisions": [d["id"] for d in rows]})
+    def explain(self, step: Step, args: dict[str, Any]) -> StepResult:
+        if args.get("subject") == "confusion":
+            summary, data = explain_confusion(self.catalog)
+        else:
+            summary, data = explain_decisions(self.catalog, args)
+        return step_result(step, "ok", summary, data)
 
 
 def format_status(signals: Signals) -> str:

@@ -2,9 +2,10 @@
 
 The improvement round reads :class:`Signals` from the catalog (:func:`read_signals`) and :func:`decide`
 captioning, retraining, evaluation and re-indexing from an explicit, configurable :class:`PlannerPolicy`.
-:func:`check_promotion` holds the guardrails: never worse on the held-out split, no regression beyond a
-margin on the guard set. A chat model may choose *among* the actions the policy allows
-(:func:`choose_actions`), never beyond them, and may be more careful than a promotion verdict, never less.
+:func:`agents.promotion.check_promotion` holds the guardrails (never worse on the held-out split, a
+significant paired difference, no regression beyond a margin on the guard set). A chat model may choose
+*among* the actions the policy allows (:func:`choose_actions`), never beyond them, and may be more careful
+than a promotion verdict, never less.
 Every decision is a :class:`Decision` (action, reason, evidence) stored in the catalog's decision log.
 """
 
@@ -47,6 +48,10 @@ class PlannerPolicy(BaseModel):
     captioner: str | None = Field(default=None, description="captioner of the improvement round (None: the default)")
     min_new_pairs_to_retrain: int = Field(default=100, ge=1, description="captioned images not yet trained on")
     min_negative_feedback: int = Field(default=20, ge=1, description="'not relevant' marks since the last training")
+    max_request_epochs: int = Field(default=50, ge=1, description="most epochs a request may ask a training for "
+                                    "(more: refused, nothing started)")
+    max_training_minutes: float = Field(default=30.0, gt=0, description="a training the agents start stops after "
+                                        "this long, resumably (ask again to continue)")
     promotion_margin: float = Field(default=0.0, ge=0, description="a candidate must beat the active model by more")
     guard_regression_margin: float = Field(default=0.02, ge=0, description="largest drop allowed on a guard metric")
     primary_metrics: list[str] = Field(
@@ -55,6 +60,10 @@ class PlannerPolicy(BaseModel):
     eval_split: Literal["val", "test"] = "val"
     guard_split: Literal["val", "test"] = "test"
     guard_dataset: str | None = Field(default=None, description="dataset of the guard set (None: the candidate's)")
+    min_eval_images: int = Field(default=30, ge=1, description="fewest held-out images a promotion may rest on")
+    confidence: float = Field(default=0.95, gt=0.5, lt=1,
+                              description="a candidate is promoted only when the interval at this level of its paired "
+                              "difference to the active model lies above the margin")
     require_approval: bool = Field(default=False, description="ask a person before expensive actions (an interrupt)")
     approval_actions: list[str] = Field(default_factory=lambda: ["train_candidate"],
                                         description="the tools that count as expensive")
@@ -91,6 +100,7 @@ class Signals(BaseModel):
     images: int
     rejected: int
     uncaptioned: int
+    captionable: int = Field(default=0, description="uncaptioned images the round's captioner can caption")
     captioned: int
     new_pairs: int = Field(description="captioned images the last trained model did not see, or recaptioned")
     reference_model: str | None = Field(default=None, description="the last trained model version (any status)")
@@ -117,8 +127,20 @@ def _captioned_ids(catalog: Catalog, since: float | None = None) -> set[str]:
     return {r["image_id"] for r in catalog.query(sql, params)}
 
 
-def read_signals(catalog: Catalog, *, store_kind: str = "lancedb", policy: PlannerPolicy | None = None
-                 ) -> Signals:
+def _captionable(catalog: Catalog, captioner: str) -> int:
+    """Uncaptioned accepted images that ``captioner`` has something to say about (a rule captioner needs a
+    label or tags; a model captioner looks at the pixels)."""
+    sql = ("SELECT COUNT(*) FROM images i WHERE i.status = 'ok' AND NOT EXISTS "
+           "(SELECT 1 FROM captions c WHERE c.image_id = i.id)")
+    if captioner == "template":
+        sql += " AND EXISTS (SELECT 1 FROM labels l WHERE l.image_id = i.id)"
+    elif captioner == "tags":
+        sql += " AND json_extract(i.metadata, '$.tags') IS NOT NULL AND json_extract(i.metadata, '$.tags') != '{}'"
+    return int(catalog.query(sql)[0][0])
+
+
+def read_signals(catalog: Catalog, *, store_kind: str = "lancedb", policy: PlannerPolicy | None = None,
+                 captioner: str = "template") -> Signals:
     """Read the planner's signals from the catalog (nothing is written).
 
     New pairs are counted against the last trained model version whatever its status (a rejected
@@ -162,7 +184,8 @@ def read_signals(catalog: Catalog, *, store_kind: str = "lancedb", policy: Plann
             (evaluated if scored else unevaluated).append(v["id"])
     return Signals(
         images=catalog.count_images(status="ok"), rejected=catalog.count_images(status="rejected"),
-        uncaptioned=catalog.count_uncaptioned(), captioned=len(captioned), new_pairs=new_pairs,
+        uncaptioned=catalog.count_uncaptioned(), captionable=_captionable(catalog, policy.captioner or captioner),
+        captioned=len(captioned), new_pairs=new_pairs,
         reference_model=reference["id"] if reference else None,
         reference_dataset=reference["dataset_id"] if reference else None,
         active_model=active, active_metrics=active_metrics, active_metrics_dataset=active_dataset,
@@ -176,17 +199,18 @@ def read_signals(catalog: Catalog, *, store_kind: str = "lancedb", policy: Plann
 
 
 def decide(signals: Signals, policy: PlannerPolicy, *, captioner: str = "template") -> list[Decision]:
-    """The policy's decisions for an improvement round (unrecorded); promotion is :func:`check_promotion`."""
+    """The policy's decisions for an improvement round (unrecorded); promotion is
+    :func:`agents.promotion.check_promotion`."""
     out: list[Decision] = []
-    evidence = signals.model_dump(include={"images", "uncaptioned", "captioned", "new_pairs",
+    evidence = signals.model_dump(include={"images", "uncaptioned", "captionable", "captioned", "new_pairs",
                                            "reference_model", "reference_dataset", "negative_feedback",
                                            "active_model"})
-    captioning = signals.uncaptioned >= policy.min_uncaptioned_to_caption
+    captioning = signals.captionable >= policy.min_uncaptioned_to_caption
     if captioning:
         out.append(Decision(action="caption", evidence={**evidence, "captioner": captioner}, reason=REASONS[
-            "caption"].format(uncaptioned=signals.uncaptioned, threshold=policy.min_uncaptioned_to_caption,
+            "caption"].format(uncaptioned=signals.captionable, threshold=policy.min_uncaptioned_to_caption,
                               captioner=captioner)))
-    pairs = signals.new_pairs + (signals.uncaptioned if captioning else 0)
+    pairs = signals.new_pairs + (signals.captionable if captioning else 0)
     reasons: list[str] = []
     if pairs >= policy.min_new_pairs_to_retrain:
         reasons.append(REASONS["retrain_pairs"].format(
@@ -213,83 +237,6 @@ def decide(signals: Signals, policy: PlannerPolicy, *, captioner: str = "templat
             negative=signals.negative_feedback, min_negative=policy.min_negative_feedback,
             index=signals.index.get("index"))))
     return out
-
-
-def _regressions(cand: dict[str, float], act: dict[str, float], metrics: Sequence[str], margin: float
-                 ) -> list[str]:
-    return [f"{k} {cand[k]:.4f} vs {act[k]:.4f} ({cand[k] - act[k]:+.4f})"
-            for k in metrics if k in cand and k in act and cand[k] - act[k] < -margin]
-
-
-def check_promotion(catalog: Catalog, candidate: str, policy: PlannerPolicy, *, active: str | None = None
-                    ) -> Decision:
-    """The promotion guardrails, from stored evaluations (nothing is recorded).
-
-    ``promote`` only when the candidate beats the active model on the first primary metric both have, on
-    the held-out split of the candidate's dataset, by more than ``promotion_margin``; and no primary
-    metric drops by more than ``guard_regression_margin`` on the held-out split nor on the guard set.
-    ``keep_active`` with the reason otherwise, including when either model lacks the metrics.
-    """
-    mv = catalog.get_model_version(candidate)
-    if mv is None:
-        raise LookupError(f"unknown model version {candidate!r}")
-    active = active or active_model_key(catalog)
-    dataset, split = mv.get("dataset_id"), policy.eval_split
-    evidence: dict[str, Any] = {"candidate": candidate, "active": active, "dataset": dataset, "split": split}
-
-    def keep(reason: str, **more: Any) -> Decision:
-        return Decision(action="keep_active", reason=reason, evidence={**evidence, **more})
-
-    if candidate == active or mv["status"] == "active":
-        return keep(REASONS["already_active"].format(candidate=candidate))
-    cand = stored_metrics(catalog, candidate, dataset, split) if dataset else None
-    act = stored_metrics(catalog, active, dataset, split) if dataset else None
-    evidence.update(candidate_metrics=cand, active_metrics=act, policy=policy.model_dump())
-    if cand is None or act is None:
-        what = "" if dataset else " (no dataset version)"
-        return keep(REASONS["keep_unevaluated"].format(candidate=candidate, active=active, dataset=dataset,
-                                                       split=split, what=what))
-    metric = next((m for m in policy.primary_metrics if m in cand and m in act), None)
-    if metric is None:
-        return keep(REASONS["keep_no_metric"].format(candidate=candidate, active=active, split=split,
-                                                     metrics=policy.primary_metrics, dataset=dataset))
-    delta = cand[metric] - act[metric]
-    fields = dict(candidate=candidate, active=active, split=split, metric=metric, cand=cand[metric],
-                  act=act[metric], delta=delta, margin=policy.promotion_margin)
-    evidence.update(metric=metric, delta=round(delta, 6))
-    if delta < 0:
-        return keep(REASONS["keep_worse"].format(**fields))
-    if delta <= policy.promotion_margin:
-        return keep(REASONS["keep_not_better"].format(**fields))
-    margin = policy.guard_regression_margin
-    held_out = _regressions(cand, act, policy.primary_metrics, margin)
-    if held_out:
-        return keep(REASONS["keep_regression"].format(
-            candidate=candidate, where=f"the held-out {split} split", margin=margin,
-            regressions="; ".join(held_out)), regressions=held_out)
-    guard_ds = str(policy.guard_dataset or dataset)
-    guard_name = f"{guard_ds}/{policy.guard_split}"
-    if (guard_ds, policy.guard_split) == (dataset, split):
-        guard_note = REASONS["guard_same"]
-    else:
-        gc = stored_metrics(catalog, candidate, guard_ds, policy.guard_split)
-        ga = stored_metrics(catalog, active, guard_ds, policy.guard_split)
-        evidence.update(guard=guard_name, guard_candidate_metrics=gc, guard_active_metrics=ga)
-        if gc is None or ga is None:
-            if catalog.dataset_split(guard_ds, policy.guard_split):
-                return keep(REASONS["keep_unevaluated"].format(
-                    candidate=candidate, active=active, dataset=guard_ds, split=policy.guard_split,
-                    what=" (the guard set)"))
-            guard_note = REASONS["guard_empty"].format(guard=guard_name)
-        else:
-            regressions = _regressions(gc, ga, policy.primary_metrics, margin)
-            if regressions:
-                return keep(REASONS["keep_regression"].format(
-                    candidate=candidate, where=f"the guard set {guard_name}", margin=margin,
-                    regressions="; ".join(regressions)), regressions=regressions)
-            guard_note = REASONS["guard_ok"].format(margin=margin, guard=guard_name)
-    return Decision(action="promote", reason=REASONS["promote"].format(**fields, guard=guard_note),
-                    evidence=evidence)
 
 
 # -- language model choices (only among what the policy allows) --------------------------------------------
@@ -340,4 +287,4 @@ ROUND_TRAINING: dict[str, Any] = {"epochs": 10, "max_steps": 300, "checkpoint_ev
 
 
 __all__ = ["HEADLINE_METRICS", "ROUND_TRAINING", "Decision", "DecisionAction", "PlannerChoice", "PlannerPolicy",
-           "PromotionChoice", "Signals", "check_promotion", "choose_actions", "decide", "read_signals"]
+           "PromotionChoice", "Signals", "choose_actions", "decide", "read_signals"]

@@ -39,8 +39,12 @@ def ingest(ctx: AppContext, path: str | Path, *, manifest: bool | None = None, s
 
 def caption(ctx: AppContext, *, captioner: str | None = None, captioner_model: str | None = None,
             batch_size: int = 32, limit: int | None = None, only_uncaptioned: bool = False,
-            progress: bool = False, engine: str = "local", ray: RayOptions | None = None) -> CaptionReport:
+            progress: bool = False, engine: str = "local", ray: RayOptions | None = None,
+            from_folders: bool = False, also_captioned: bool = False) -> CaptionReport:
     """Caption the images that lack a caption from ``captioner`` (default: the configured one).
+
+    Images with better captions than this captioner's are left alone unless ``also_captioned``; the
+    template captioner uses folder names (for images without a label) only with ``from_folders``.
 
     ``engine="ray"`` runs it as a Ray Data job with a pool of captioner actors (``ray``: where, how wide)."""
     name = captioner or ctx.config.captioner
@@ -53,14 +57,15 @@ def caption(ctx: AppContext, *, captioner: str | None = None, captioner_model: s
                                   progress=progress, only_uncaptioned=only_uncaptioned)
     if engine != "local":
         raise ValueError(f"unknown engine {engine!r}; choose from local, ray")
-    if captioner_model:
+    if captioner_model or from_folders:
         from tools.captioning.factory import create_captioner
 
-        backend = create_captioner(name, model=captioner_model, device=ctx.device, batch_size=batch_size)
+        backend = create_captioner(name, model=captioner_model, device=ctx.device, batch_size=batch_size,
+                                   from_folders=from_folders)
     else:
         backend = ctx.models.captioner(name)
     return caption_images(ctx.catalog, backend, batch_size=batch_size, limit=limit, workers=ctx.config.workers,
-                          progress=progress, only_uncaptioned=only_uncaptioned)
+                          progress=progress, only_uncaptioned=only_uncaptioned, also_captioned=also_captioned)
 
 
 def create_dataset(ctx: AppContext, **options: Any) -> dict[str, Any]:

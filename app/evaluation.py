@@ -13,7 +13,7 @@ from typing import Any
 from app.context import AppContext
 from tools.datasets import resolve_dataset
 from tools.modelops import evaluate as evaluate_split
-from tools.modelref import active_model_key, headline, resolve_model, stored_metrics
+from tools.modelref import active_model_key, headline, resolve_model, stored_evaluation, stored_metrics
 from tools.paths import check_allowed
 
 
@@ -44,11 +44,12 @@ def score(ctx: AppContext, model: str | None, dataset_id: str, split: str) -> tu
 
 def ensure_metrics(ctx: AppContext, model: str | None, dataset_id: str, split: str
                    ) -> tuple[str, dict[str, float] | None]:
-    """Stored headline metrics of ``model`` on (dataset, split), scoring it now only when they are missing."""
+    """Stored headline metrics of ``model`` on (dataset, split), scoring it now only when they are missing
+    (or were stored without the per-image scores a paired comparison needs)."""
     key = resolve_model(ctx.catalog, model).key
-    found = stored_metrics(ctx.catalog, key, dataset_id, split)
-    if found is not None:
-        return key, found
+    stored = stored_evaluation(ctx.catalog, key, dataset_id, split)
+    if stored and all("image_ids" in m for m in stored.values()):
+        return key, headline(stored)
     return score(ctx, model, dataset_id, split)
 
 

@@ -11,7 +11,8 @@ from typing import Final
 # -- reasons of the policy's decisions ----------------------------------------------------------------
 
 REASONS: Final[dict[str, str]] = {
-    "caption": "{uncaptioned} accepted images have no caption (policy: caption from {threshold}); caption "
+    "caption": "{uncaptioned} accepted images have no caption that the {captioner} captioner can write (policy: "
+    "caption from {threshold}); caption "
     "them with the {captioner} captioner so they can be trained on and explained",
     "retrain_pairs": "{new_pairs} captioned images are not yet in the data of the last trained model "
     "({reference}) (policy: retrain from {threshold})",
@@ -25,9 +26,18 @@ REASONS: Final[dict[str, str]] = {
     "training (retrain from {min_negative}), no candidate waiting, and the index {index} is up to date",
     # promotion (the guardrails)
     "promote": "candidate {candidate} beats the active model {active} on the held-out {split} split: "
-    "{metric} {cand:.4f} vs {act:.4f} ({delta:+.4f} > margin {margin}); {guard}",
+    "{metric} {cand:.4f} vs {act:.4f}, a paired difference of {paired}, above the margin {margin}; {guard}",
     "keep_worse": "candidate {candidate} is worse than the active model {active} on the held-out {split} "
-    "split: {metric} {cand:.4f} vs {act:.4f} ({delta:+.4f}); it is not promoted",
+    "split: {metric} {cand:.4f} vs {act:.4f} ({delta:+.4f}; paired: {paired}); it is not promoted",
+    "keep_no_paired": "candidate {candidate} looks better than the active model {active} on the held-out {split} "
+    "split ({metric} {cand:.4f} vs {act:.4f}) but the two have no per-image results on the same images to "
+    "compare; evaluate both again before a promotion",
+    "keep_too_few": "candidate {candidate} looks better than the active model {active} on the held-out {split} "
+    "split ({metric} {cand:.4f} vs {act:.4f}) but on only {n} images (policy: at least {minimum}); too few to "
+    "decide, it is not promoted",
+    "keep_not_significant": "candidate {candidate} looks better than the active model {active} on the held-out "
+    "{split} split ({metric} {cand:.4f} vs {act:.4f}) but the difference is not significant: {paired} reaches "
+    "the margin {margin}; it is not promoted",
     "keep_not_better": "candidate {candidate} does not beat the active model {active} on the held-out "
     "{split} split by more than the promotion margin: {metric} {cand:.4f} vs {act:.4f} "
     "({delta:+.4f} <= {margin}); it is not promoted",
@@ -89,4 +99,12 @@ STATUS_TEMPLATE: Final[str] = (
     "last training: {negative} not relevant, {positive} relevant."
 )
 EXPLAIN_EMPTY: Final[str] = "No decisions{about} have been recorded yet."
-EXPLAIN_LINE: Final[str] = "#{id} {action}: {reason}{outcome}"
+EXPLAIN_LINE: Final[str] = "#{id} {action} ({actor}): {reason}{outcome}"
+EXPLAIN_EVIDENCE: Final[str] = "\n    evidence: {evidence}"
+EXPLAIN_CONFUSION: Final[str] = (
+    "The active model {model}, on {dataset}/{split} ({n} images), confuses most: {confusions}. Its weakest "
+    "classes (zero-shot top-1): {weakest}."
+)
+EXPLAIN_NO_CONFUSION: Final[str] = (
+    "The active model {model} has no stored zero-shot results yet; evaluate it first (`skyscout eval`)."
+)

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from tools.captioning.quality import best_captions
 from tools.catalog import Catalog
 
 SPLITS = ("train", "val", "test")
@@ -138,11 +139,18 @@ def resolve_dataset(catalog: Catalog, dataset: str | None) -> dict[str, Any]:
 def split_items(
     catalog: Catalog, dataset_id: str, split: str, *, caption_sources: Sequence[str] | None = None
 ) -> list[PairItem]:
-    """The images of one split with their captions (optionally only from some sources) and labels."""
+    """The images of one split with their captions and labels.
+
+    Each image is known by its best captions (human over model over rules, see
+    :mod:`tools.captioning.quality`), unless ``caption_sources`` names the sources to use.
+    """
     if split not in SPLITS:
         raise DatasetError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
     ids = catalog.dataset_split(dataset_id, split)
-    captions = catalog.captions_for(ids, caption_sources)
+    if caption_sources:
+        captions = catalog.captions_for(ids, caption_sources)
+    else:
+        captions = {i: best_captions(rows) for i, rows in catalog.caption_rows_for(ids).items()}
     out = []
     for img in catalog.iter_images(status=None, ids=ids):
         out.append(PairItem(image_id=img.id, uri=img.uri, captions=captions.get(img.id, []),

@@ -10,6 +10,8 @@ the same score, so a collapsed model (all scores equal) scores 0, never 100%.
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -128,20 +130,42 @@ def zero_shot_accuracy(
     ranks = _best_relevant_ranks(feats, clf, lambda rows: onehot[rows])
     top1 = ranks < 1
     per_class = {names[c]: float(top1[labels_arr == c].mean()) for c in range(n_classes) if (labels_arr == c).any()}
+    predicted = (feats @ clf.T).argmax(axis=1) if len(labels_arr) else np.zeros(0, dtype=np.int64)
+    confusion = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(confusion, (labels_arr, predicted), 1)
     return {
         "top1": recall_at_k(ranks, 1),
         "top5": recall_at_k(ranks, min(5, n_classes)),
         "mean_per_class": float(np.mean(list(per_class.values()))) if per_class else float("nan"),
         "per_class": per_class,
         "n": int(len(labels_arr)),
+        "correct": [int(c) for c in top1],  # per image, in input order: what paired comparisons use
+        "confusion": {"classes": names, "matrix": confusion.tolist()},  # rows: true class, columns: predicted
     }
 
 
 # -- retrieval ----------------------------------------------------------------------------------------
 
 
-def _retrieval_dict(t2i_ranks: np.ndarray, i2t_ranks: np.ndarray, ks: Sequence[int]) -> dict[str, float]:
-    out: dict[str, float] = {}
+def _per_image_recall(t2i_ranks: np.ndarray, i2t_ranks: np.ndarray, owner: np.ndarray, n_images: int,
+                      ks: Sequence[int]) -> list[float]:
+    """Each image's share of the mean recall: its image->text hits at each k, and the text->image hits of its
+    own captions (averaged over them); the mean over images equals ``mean_recall`` when every image has as
+    many captions. Images without captions are NaN."""
+    out = []
+    for i in range(n_images):
+        own = t2i_ranks[owner == i]
+        own = own[own >= 0]
+        if i2t_ranks[i] < 0 or not own.size:
+            out.append(float("nan"))
+            continue
+        hits = [float(i2t_ranks[i] < k) for k in ks] + [float((own < k).mean()) for k in ks]
+        out.append(float(np.mean(hits)))
+    return out
+
+
+def _retrieval_dict(t2i_ranks: np.ndarray, i2t_ranks: np.ndarray, ks: Sequence[int]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
     for k in ks:
         out[f"text_to_image_R@{k}"] = recall_at_k(t2i_ranks, k)
     for k in ks:
@@ -176,7 +200,7 @@ def retrieval_metrics(
     image_ids = np.arange(img.shape[0])
     t2i = _best_relevant_ranks(txt, img, lambda rows: owner[rows, None] == image_ids[None, :])
     i2t = _best_relevant_ranks(img, txt, lambda rows: image_ids[rows, None] == owner[None, :])
-    return _retrieval_dict(t2i, i2t, ks)
+    return {**_retrieval_dict(t2i, i2t, ks), "per_image": _per_image_recall(t2i, i2t, owner, img.shape[0], ks)}
 
 
 def class_aware_retrieval_metrics(
@@ -186,11 +210,14 @@ def class_aware_retrieval_metrics(
     text_labels: Sequence[Any] | np.ndarray,
     *,
     ks: Sequence[int] = (1, 5, 10),
-) -> dict[str, float]:
+    text_to_image: Sequence[int] | np.ndarray | None = None,
+) -> dict[str, Any]:
     """Retrieval recall@k where any image (or text) of the query's class counts as a hit.
 
     For datasets such as UCM-captions whose captions repeat across images of a class. Labels may be ints
-    or strings; queries whose class has no candidate on the other side are left out.
+    or strings; queries whose class has no candidate on the other side are left out. With
+    ``text_to_image`` (which image each text describes) the result also has each image's ``per_image``
+    share of the mean recall.
     """
     img = l2_normalize(image_features)
     txt = l2_normalize(text_features)
@@ -203,10 +230,30 @@ def class_aware_retrieval_metrics(
         )
     t2i = _best_relevant_ranks(txt, img, lambda rows: tlab[rows, None] == ilab[None, :])
     i2t = _best_relevant_ranks(img, txt, lambda rows: ilab[rows, None] == tlab[None, :])
-    return _retrieval_dict(t2i, i2t, ks)
+    out = _retrieval_dict(t2i, i2t, ks)
+    if text_to_image is not None:
+        out["per_image"] = _per_image_recall(t2i, i2t, np.asarray(text_to_image), img.shape[0], ks)
+    return out
 
 
 # -- adapters from a model to features ----------------------------------------------------------------
+
+_locks_guard = threading.Lock()
+_locks: weakref.WeakKeyDictionary[Any, threading.Lock] = weakref.WeakKeyDictionary()
+
+
+def _model_lock(model: Any) -> threading.Lock:
+    """One lock per model object, shared by every encoder over it."""
+    with _locks_guard:
+        return _locks.setdefault(model, threading.Lock())
+
+
+def _trimmable_pad_id(model: Any) -> int | None:
+    """The pad token id of a Hugging Face text tower that masks its padding (open_clip's ``HFTextEncoder``);
+    None for towers whose positions are fixed (open_clip's own text transformer)."""
+    tower = getattr(model, "text", None)
+    pad = getattr(getattr(tower, "config", None), "pad_token_id", None)
+    return int(pad) if type(tower).__name__ == "HFTextEncoder" and isinstance(pad, int) else None
 
 
 def text_encoder(
@@ -216,19 +263,30 @@ def text_encoder(
     device: str | torch.device = "cpu",
     batch_size: int = 256,
 ) -> TextEncoder:
-    """A :data:`TextEncoder` over an open_clip-style model: normalised ``encode_text`` rows as float32."""
+    """A :data:`TextEncoder` over an open_clip-style model: normalised ``encode_text`` rows as float32.
+
+    Thread-safe: calls on one model take turns (the model's train/eval mode is switched for the call). A
+    Hugging Face text tower gets its tokens without the trailing padding columns (the tokenizer pads to the
+    context length; the tower masks padding, so the rows are the same, several times faster for short texts).
+    """
+    pad = _trimmable_pad_id(model)
+    lock = _model_lock(model)
 
     def encode(texts: list[str]) -> np.ndarray:
-        was_training = model.training
-        model.eval()
         rows: list[np.ndarray] = []
-        try:
-            with torch.inference_mode():
-                for start in range(0, len(texts), batch_size):
-                    tokens = tokenizer(list(texts[start : start + batch_size])).to(device)
-                    rows.append(model.encode_text(tokens, normalize=True).float().cpu().numpy())
-        finally:
-            model.train(was_training)
+        with lock:
+            was_training = model.training
+            model.eval()
+            try:
+                with torch.inference_mode():
+                    for start in range(0, len(texts), batch_size):
+                        tokens = tokenizer(list(texts[start : start + batch_size]))
+                        if pad is not None:
+                            used = (tokens != pad).any(dim=0).nonzero()
+                            tokens = tokens[:, : int(used.max()) + 1] if len(used) else tokens
+                        rows.append(model.encode_text(tokens.to(device), normalize=True).float().cpu().numpy())
+            finally:
+                model.train(was_training)
         return np.concatenate(rows) if rows else np.zeros((0, 0), dtype=np.float32)
 
     return encode

@@ -65,12 +65,36 @@ def headline(metrics: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-def stored_metrics(catalog: Catalog, model: str, dataset: str, split: str) -> dict[str, float] | None:
-    """The headline metrics last stored for (model key, dataset, split), or None when never scored."""
+#: headline metric -> (evaluation kind, its per-image field): what a paired comparison compares
+PER_IMAGE: dict[str, tuple[str, str]] = {
+    "top1": ("zeroshot", "correct"), "retrieval_mean_recall": ("retrieval", "per_image"),
+    "retrieval_class_aware_mean_recall": ("retrieval_class_aware", "per_image"),
+}
+
+
+def stored_evaluation(catalog: Catalog, model: str, dataset: str, split: str) -> dict[str, Any]:
+    """The metrics last stored for (model key, dataset, split), by kind (empty when never scored)."""
     latest: dict[str, Any] = {}
     for row in catalog.evaluations(model=model, dataset=dataset, split=split, limit=50):
         latest.setdefault(row["kind"], row["metrics"])  # rows come newest first
+    return latest
+
+
+def stored_metrics(catalog: Catalog, model: str, dataset: str, split: str) -> dict[str, float] | None:
+    """The headline metrics last stored for (model key, dataset, split), or None when never scored."""
+    latest = stored_evaluation(catalog, model, dataset, split)
     return headline(latest) if latest else None
 
 
-__all__ = ["DEFAULT_BASE_MODEL", "ModelRef", "active_model_key", "headline", "resolve_model", "stored_metrics"]
+def per_image_scores(evaluation: dict[str, Any], metric: str) -> dict[str, float] | None:
+    """Each image's score behind a headline metric (image id -> score), when the evaluation kept them."""
+    kind, field = PER_IMAGE.get(metric, ("", ""))
+    found = evaluation.get(kind) or {}
+    ids, values = found.get("image_ids"), found.get(field)
+    if not ids or values is None or len(ids) != len(values):
+        return None
+    return {i: float(v) for i, v in zip(ids, values, strict=True) if v == v}  # v == v drops NaN
+
+
+__all__ = ["DEFAULT_BASE_MODEL", "PER_IMAGE", "ModelRef", "active_model_key", "headline", "per_image_scores",
+           "resolve_model", "stored_evaluation", "stored_metrics"]

@@ -60,6 +60,8 @@ _SPLIT_RE = re.compile(
 )
 _SPLIT_NAMES = {"training": "train", "validation": "val", "heldout": "heldout", "held-out": "heldout"}
 _EXPLAIN_SUBJECTS = (
+    ("confusion", re.compile(r"confus|mix(?:es|ed|ing)?\s+up|mistak|go(?:es)?\s+wrong|get\s+wrong|wrong\s+about",
+                             re.IGNORECASE)),
     ("promote", re.compile(r"promot|reject|active|chose|choose|choice|switch", re.IGNORECASE)),
     ("train", re.compile(r"retrain|train|fine[- ]?tun", re.IGNORECASE)),
     ("index", re.compile(r"index|rebuil|embed", re.IGNORECASE)),
@@ -80,6 +82,15 @@ def extract_args(intent: str, clause: str) -> dict[str, Any]:
     return extractor(text) if extractor else {}
 
 
+#: "using the folder names as labels", "label them by folder", "folders are the labels"
+_FOLDER_LABELS = re.compile(r"folder(?:s|'s)?(?:\s+names?)?\s+as\s+(?:the\s+)?(?:class(?:es)?|labels?)"
+                            r"|label(?:s|led|ed)?\s+(?:them\s+|it\s+)?(?:by|from|with|after)\s+(?:the\s+|their\s+)?"
+                            r"folders?|folders?\s+(?:names?\s+)?(?:are|give|say)\s+(?:the\s+)?(?:labels?|class)",
+                            re.IGNORECASE)
+#: "caption from the folder names", "use folder names for the captions"
+_FOLDER_CAPTIONS = re.compile(r"folders?(?:'s)?(?:\s+names?)?", re.IGNORECASE)
+
+
 def _ingest_args(text: str) -> dict[str, Any]:
     args: dict[str, Any] = {}
     paths = find_paths(text)
@@ -87,6 +98,8 @@ def _ingest_args(text: str) -> dict[str, Any]:
         path = paths[0].path
         args["path"] = path
         args["manifest"] = suffix(path) in MANIFEST_EXTS
+    if _FOLDER_LABELS.search(text):
+        args["labels_from_folders"] = True
     return args
 
 
@@ -95,6 +108,8 @@ def _caption_args(text: str) -> dict[str, Any]:
     captioner = _captioner(text)
     if captioner:
         args["captioner"] = captioner
+    if _FOLDER_CAPTIONS.search(text):
+        args["from_folders"] = True
     paths = find_paths(text)
     if paths:
         args["path"] = paths[0].path
@@ -181,6 +196,11 @@ def _improve_args(text: str) -> dict[str, Any]:
     return {"rounds": to_number(m.group(1))} if m else {}
 
 
+_DECISION_ID = re.compile(r"(?:decision\s*#?\s*|#)(\d+)\b", re.IGNORECASE)
+_INDEX_NAME = re.compile(r"\b(tiles_[a-z0-9_]+)\b", re.IGNORECASE)
+_LATEST = re.compile(r"\b(?:last|latest|most\s+recent|previous|that)\b", re.IGNORECASE)
+
+
 def _explain_args(text: str) -> dict[str, Any]:
     args: dict[str, Any] = {}
     for subject, rx in _EXPLAIN_SUBJECTS:
@@ -190,6 +210,12 @@ def _explain_args(text: str) -> dict[str, Any]:
     model = MODEL_RE.search(text) or MODEL_ID_RE.search(text)
     if model:
         args["model"] = model.group(1)
+    for key, rx in (("decision", _DECISION_ID), ("index", _INDEX_NAME)):
+        found = rx.search(text)
+        if found:
+            args[key] = int(found.group(1)) if key == "decision" else found.group(1)
+    if _LATEST.search(text):
+        args["latest"] = True
     return args
 
 

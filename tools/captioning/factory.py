@@ -15,14 +15,15 @@ DEFAULT_MODELS = {
 
 
 def create_captioner(
-    name: str, *, model: str | None = None, device: str = "auto", batch_size: int = 16
+    name: str, *, model: str | None = None, device: str = "auto", batch_size: int = 16, from_folders: bool = False
 ) -> Captioner:
-    """Build the captioner called ``name``; ``model`` overrides a neural backend's Hub id or directory."""
+    """Build the captioner called ``name``; ``model`` overrides a neural backend's Hub id or directory;
+    ``from_folders`` lets the template captioner use folder names for images without a label."""
     match name:
         case "template":
             from tools.captioning.rules import TemplateCaptioner
 
-            return TemplateCaptioner()
+            return TemplateCaptioner(from_folders=from_folders)
         case "tags":
             from tools.captioning.rules import TagsCaptioner
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 
 from tools.captioning.base import CaptionInput
+from tools.captioning.quality import FOLDER_MODEL
 from tools.captioning.text import humanize_label, join_phrases, tags_to_phrases
 from tools.templates import LABEL_TEMPLATES, TAG_TEMPLATES
 
@@ -22,19 +23,25 @@ def _sentence(template: str, phrase: str) -> str:
 
 
 class TemplateCaptioner:
-    """Captions from an image's class label (or its folder name) in several sentence frames."""
+    """Captions from an image's class label in several sentence frames; from its folder's name only when
+    ``from_folders`` (a folder such as "new batch b" says little, so such captions rank lowest)."""
 
     source = "template"
     model_id = "template-v1"
     needs_pixels = False
 
-    def __init__(self, per_image: int = 3) -> None:
+    def __init__(self, per_image: int = 3, *, from_folders: bool = False) -> None:
         self.per_image = per_image
+        self.from_folders = from_folders
+
+    def model_of(self, item: CaptionInput) -> str:
+        """The model id recorded with this item's captions: label-based or folder-based."""
+        return self.model_id if item.label else FOLDER_MODEL
 
     def caption(self, batch: list[CaptionInput]) -> list[list[str]]:
         out: list[list[str]] = []
         for item in batch:
-            name = item.label or item.folder
+            name = item.label or (item.folder if self.from_folders else None)
             if not name:
                 out.append([])
                 continue

@@ -15,6 +15,7 @@ from typing import Any
 from tqdm import tqdm
 
 from tools.captioning.base import Captioner, CaptionInput
+from tools.captioning.quality import better_sources
 from tools.catalog import Catalog, ImageRecord
 from tools.imageio import load_rgb
 
@@ -51,22 +52,37 @@ def _to_input(img: ImageRecord) -> CaptionInput:
     )
 
 
+def _todo(catalog: Catalog, captioner: Captioner, *, only_uncaptioned: bool, also_captioned: bool,
+          limit: int | None) -> list[str]:
+    """The images to caption: lacking this captioner's captions, and (unless ``also_captioned``) lacking
+    better ones too; with ``only_uncaptioned``, lacking any caption."""
+    if only_uncaptioned:
+        return catalog.images_without_caption(None, limit=limit)
+    todo = catalog.images_without_caption(captioner.source)
+    better = [] if also_captioned else better_sources(captioner.source)
+    if better:
+        have = catalog.images_with_caption_from(better)
+        todo = [i for i in todo if i not in have]
+    return todo[:limit] if limit is not None else todo
+
+
 def caption_images(
     catalog: Catalog, captioner: Captioner, *, batch_size: int = 64, limit: int | None = None,
-    workers: int = 2, progress: bool = True, only_uncaptioned: bool = False,
+    workers: int = 2, progress: bool = True, only_uncaptioned: bool = False, also_captioned: bool = False,
 ) -> CaptionReport:
     """Caption what lacks a caption from ``captioner.source``; returns counts, failures and speed.
 
-    ``only_uncaptioned`` narrows the work to images with no caption from any source (e.g. leave the
-    images that came with human captions alone).
+    Images that already have better captions (human over model over rules) are left alone unless
+    ``also_captioned``; ``only_uncaptioned`` narrows the work to images with no caption at all.
     """
     report = CaptionReport(captioner=captioner.source, model=captioner.model_id)
-    todo = catalog.images_without_caption(None if only_uncaptioned else captioner.source, limit=limit)
+    todo = _todo(catalog, captioner, only_uncaptioned=only_uncaptioned, also_captioned=also_captioned, limit=limit)
     started = time.perf_counter()
     params = {"captioner": captioner.source, "model": captioner.model_id, "batch_size": batch_size}
     with catalog.job("caption", params, total=len(todo)) as job, \
             ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         report.job_id = job.id
+        model_of = getattr(captioner, "model_of", None)  # a rule captioner may say what each caption rests on
         bar = tqdm(total=len(todo), unit="img", desc=f"caption ({captioner.source})", disable=not progress,
                    dynamic_ncols=True)
         for start in range(0, len(todo), batch_size):
@@ -78,7 +94,8 @@ def caption_images(
             for item, texts in zip(inputs, results, strict=True):
                 if texts:
                     report.captioned += 1
-                    rows.extend((item.image_id, t, captioner.source, captioner.model_id) for t in texts)
+                    model = model_of(item) if model_of else captioner.model_id
+                    rows.extend((item.image_id, t, captioner.source, model) for t in texts)
                 else:
                     report.nothing_to_say += 1
             report.captions_added += catalog.add_captions(rows)

@@ -15,7 +15,8 @@ from pydantic import ValidationError
 
 from agents.context import AgentContext
 from agents.planner import Planner
-from agents.policy import Decision, PlannerPolicy, check_promotion, decide, read_signals
+from agents.policy import Decision, PlannerPolicy, decide, read_signals
+from agents.promotion import check_promotion
 from graph.runner import AgentRunner, RunOutcome
 from tests.unit.graph.support import calls, make_context, scripted, write_tiles
 from tools.captioning.rules import TemplateCaptioner
@@ -60,15 +61,20 @@ def recorded(ctx: AgentContext, outcome: RunOutcome) -> list[Decision]:
             for r in sorted(rows, key=lambda r: r["id"])]
 
 
+#: the held-out images the stored evaluations speak of (ids need not be in the catalog)
+SCORED = [f"img-{i:03d}" for i in range(40)]
+
+
 def score(deps: AgentContext, model: str, dataset: str, *, val: float, test: float | None = None,
           top1: float | None = None) -> None:
-    """Store evaluations as the Training agent does (retrieval on val and test, zero-shot on val)."""
+    """Store evaluations as the Training agent does (retrieval on val and test, zero-shot on val), with the
+    per-image scores a paired comparison reads: every image scores the mean here."""
     for split, recall in (("val", val), ("test", test if test is not None else val)):
-        deps.app.catalog.add_evaluation(model=model, dataset=dataset, split=split, kind="retrieval",
-                                    metrics={"mean_recall": recall})
+        deps.app.catalog.add_evaluation(model=model, dataset=dataset, split=split, kind="retrieval", metrics={
+            "mean_recall": recall, "image_ids": SCORED, "per_image": [recall] * len(SCORED)})
     if top1 is not None:
         deps.app.catalog.add_evaluation(model=model, dataset=dataset, split="val", kind="zeroshot",
-                                    metrics={"top1": top1, "top5": 1.0})
+                                        metrics={"top1": top1, "top5": 1.0})
 
 
 def add_model(deps: AgentContext, dataset: str, name: str) -> str:
@@ -139,7 +145,8 @@ def test_better_candidate_passes_the_guardrails(deps: AgentContext) -> None:
     verdict = check_promotion(deps.app.catalog, candidate, POLICY)
 
     assert verdict.action == "promote"
-    assert "+0.1200 > margin 0.0" in verdict.reason
+    assert "a paired difference of +0.1200 (95% interval +0.1200 to +0.1200, 40 images), above the margin 0.0" \
+        in verdict.reason
     assert "no regression beyond 0.02 on the guard set" in verdict.reason
     assert [d.action for d in improvement_round(deps, dry_run=True)] == ["promote"]
     assert deps.app.catalog.decisions() == []  # a dry run records nothing
@@ -203,8 +210,7 @@ def test_nothing_new_means_nothing(deps: AgentContext) -> None:
 
 def test_negative_feedback_records_a_retrain_decision(deps: AgentContext) -> None:
     active, _ = trained(deps)
-    image = sorted(deps.app.catalog.image_ids())[0]
-    for _ in range(3):
+    for image in sorted(deps.app.catalog.image_ids())[:3]:  # three marks on three results
         deps.app.catalog.add_feedback(image_id=image, relevant=False, query="beach", model=active)
     deps.policy = POLICY.model_copy(update={"require_approval": True})  # keep the test from training
     runner = AgentRunner(deps, checkpointer=InMemorySaver())
@@ -272,6 +278,42 @@ def test_llm_may_be_more_careful_than_the_policy(deps: AgentContext) -> None:
 
     assert decision.action == "keep_active" and decision.evidence["chosen_by"] == "llm"
     assert "wait for more feedback" in decision.reason and deps.app.catalog.get_alias("active_model") == active
+
+
+def top1_eval(correct: list[int]) -> dict[str, object]:
+    return {"top1": sum(correct) / len(correct), "top5": 1.0, "image_ids": [f"v{i}" for i in range(len(correct))],
+            "correct": correct}
+
+
+def test_a_one_image_difference_is_not_significant(deps: AgentContext) -> None:
+    """Candidate and active model agree on 99 of 100 val images; the candidate gets one more right."""
+    _, dataset = trained(deps)
+    candidate = add_model(deps, dataset, "b")
+    active_correct = [1] * 70 + [0] * 30
+    for model, correct in ((deps.app.catalog.get_alias("active_model"), active_correct),
+                           (candidate, active_correct[:70] + [1] + [0] * 29)):
+        deps.app.catalog.add_evaluation(model=str(model), dataset=dataset, split="val", kind="zeroshot",
+                                        metrics=top1_eval(correct))
+    policy = POLICY.model_copy(update={"primary_metrics": ["top1"]})
+
+    verdict = check_promotion(deps.app.catalog, candidate, policy)
+
+    assert verdict.action == "keep_active"
+    assert "the difference is not significant: +0.0100 (95% interval +0.0000 to +0.0300, 100 images, McNemar " \
+           "p=1.000)" in verdict.reason
+    assert verdict.evidence["paired"]["n"] == 100 and verdict.evidence["paired"]["p_value"] == 1.0
+
+
+def test_too_few_held_out_images_never_promote(deps: AgentContext) -> None:
+    _, dataset = trained(deps)
+    candidate = add_model(deps, dataset, "b")
+    for model, correct in ((deps.app.catalog.get_alias("active_model"), [0] * 10), (candidate, [1] * 10)):
+        deps.app.catalog.add_evaluation(model=str(model), dataset=dataset, split="val", kind="zeroshot",
+                                        metrics=top1_eval(correct))
+
+    verdict = check_promotion(deps.app.catalog, candidate, POLICY.model_copy(update={"primary_metrics": ["top1"]}))
+
+    assert verdict.action == "keep_active" and "on only 10 images (policy: at least 30)" in verdict.reason
 
 
 def test_policy_rejects_unknown_metrics() -> None:

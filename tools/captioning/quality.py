@@ -1,0 +1,33 @@
+"""How much a caption can be trusted, by where it came from: human > model > rules from a label or tags >
+rules from a folder name. Training and evaluation read an image's best captions only; rule captioners
+leave images that have better ones alone unless asked."""
+
+from __future__ import annotations
+
+#: the model id recorded with template captions made from a folder name (no label)
+FOLDER_MODEL = "template-folder-v1"
+#: quality level of each caption source (higher is better); folder captions are level 0
+SOURCE_QUALITY: dict[str, int] = {"human": 3, "blip": 2, "blip2": 2, "tags": 1, "template": 1}
+QUALITY_NAMES: dict[int, str] = {3: "human", 2: "model", 1: "rule", 0: "folder"}
+
+
+def caption_quality(source: str, model: str | None) -> int:
+    """The quality level of one caption."""
+    return 0 if model == FOLDER_MODEL else SOURCE_QUALITY.get(source, 0)
+
+
+def best_captions(rows: list[tuple[str, str, str | None]]) -> list[str]:
+    """Of (text, source, model) rows, the texts of the highest quality level present."""
+    if not rows:
+        return []
+    top = max(caption_quality(s, m) for _, s, m in rows)
+    return [t for t, s, m in rows if caption_quality(s, m) == top]
+
+
+def better_sources(source: str) -> list[str]:
+    """Caption sources of a higher quality than ``source``'s."""
+    level = SOURCE_QUALITY.get(source, 0)
+    return [s for s, q in SOURCE_QUALITY.items() if q > level]
+
+
+__all__ = ["FOLDER_MODEL", "QUALITY_NAMES", "SOURCE_QUALITY", "best_captions", "better_sources", "caption_quality"]
