@@ -177,9 +177,18 @@ def finetune(
     request (``skyscout jobs cancel``) or ``on_step`` returning True stops the run after a checkpoint
     (resumable). A finished run keeps only ``model.pt`` and its log unless ``keep_checkpoints``.
     """
+    from tools.training.distributed import from_env
+
     run_dir = resume_dir or models_dir / "runs" / f"run-{time.strftime('%Y%m%d-%H%M%S')}"
-    params = plan.params(run_dir)
     loaded, ref = plan.loaded, plan.ref
+    dist = from_env(device)  # under torchrun: one rank of a data-parallel run; rank 0 keeps the records
+    if dist is not None:
+        run_dir, device = dist.broadcast(run_dir), str(dist.device(device))
+        if not dist.is_main:
+            done = train(loaded.model, loaded.tokenizer, None, plan.items, plan.config, out_dir=run_dir,
+                         resume=resume_dir is not None, device=device, progress=False, dist=dist)
+            return {"completed": done.completed, "rank": dist.rank, "run_dir": str(run_dir), "steps": done.steps}
+    params = plan.params(run_dir)
     with catalog.job("train", params, total=None) as job:
         why: list[str] = []
 
@@ -192,7 +201,7 @@ def finetune(
 
         result: TrainResult = train(
             loaded.model, loaded.tokenizer, None, plan.items, plan.config, out_dir=run_dir,
-            resume=resume_dir is not None, device=device, progress=progress, on_step=report,
+            resume=resume_dir is not None, device=device, progress=progress, on_step=report, dist=dist,
         )
         if not result.completed:
             reason = why[0] if why else "stopped before the end"

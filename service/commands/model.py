@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from app.status import promote
+from service.commands.launch_options import add_launch_options, in_torchrun, is_main_rank, launch_torchrun
 from service.commands.train_options import add_train_options, train_overrides
 from service.context import Services
 from service.output import kv, print_json, table
@@ -29,6 +30,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
                    help="train only on captions from this source (repeatable; default: all)")
     t.add_argument("--resume", nargs="?", const="latest", metavar="RUN_DIR",
                    help="continue an interrupted run (default: the latest unfinished one)")
+    add_launch_options(t)
     t.set_defaults(handler=cmd_train)
 
     e = sub.add_parser("eval", parents=[common], help="zero-shot accuracy and retrieval recall of a model")
@@ -66,9 +68,13 @@ def cmd_models_list(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from app.training import train
 
+    if args.nproc_per_node and not in_torchrun():  # one command: torchrun runs this one in each worker
+        return launch_torchrun(args)
     resume: Any = "never" if args.resume is None else "latest" if args.resume == "latest" else Path(args.resume)
     result = train(Services().app, model=args.model, dataset=args.dataset, overrides=train_overrides(args),
                    caption_sources=args.caption_sources, resume=resume, progress=not (args.no_progress or args.json))
+    if not is_main_rank():
+        return 0  # under torchrun, rank 0 reports and records
     if args.json:
         print_json(result)
     else:

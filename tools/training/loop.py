@@ -46,6 +46,7 @@ def train(
     device: str | torch.device = "cpu",
     progress: bool = True,
     on_step: Callable[[StepInfo], bool | None] | None = None,
+    dist: Any = None,
 ) -> TrainResult:
     """Fine-tune ``model`` contrastively on ``items``; checkpoints, log and final weights go to ``out_dir``.
 
@@ -62,13 +63,16 @@ def train(
 
     ``on_step`` is called after every optimizer step; returning True stops the run after writing a
     checkpoint (``TrainResult.completed`` is then False; resume later to finish).
+
+    ``dist`` (a :class:`~tools.training.distributed.DistContext`, under torchrun) makes this one rank of a
+    data-parallel run: the same global batches and loss, DDP, files written by rank 0.
     """
     dev = torch.device(device)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     check_inputs(items, config, dev)
     transform = train_transform if train_transform is not None else default_transform(model, config)
-    run = new_run(model, tokenizer, items, config, out, dev)
+    run = new_run(model, tokenizer, items, config, out, dev, dist)
     if resume and run.ckpt_path.exists():
         saved_groups, saved_ema = restore(run, load_train_state(run.ckpt_path, map_location=dev))
     else:
@@ -79,6 +83,10 @@ def train(
         if saved_ema is not None:
             run.ema.state = {k: v.to(run.ema.state[k].device) for k, v in saved_ema.items()}
     prepare_captions(run, saved_groups)
+    if dist is not None:
+        from tools.training.distributed import wrap
+
+        run.ddp = wrap(model, run.text_bank, dev)
     loader = make_loader(run, transform)
     with _deterministic_algorithms(config.deterministic, dev):
         clock = _Clock()
@@ -88,7 +96,7 @@ def train(
     if not run.ckpt_path.exists():  # resumed a finished run, or a zero-step run
         run.save_state()
     elapsed = time.perf_counter() - clock.t_start
-    final_path = None if run.stopped else _save_final(run)
+    final_path = None if run.stopped or not run.is_main else _save_final(run)
     model.eval()
     return _result(run, elapsed, final_path)
 
@@ -151,17 +159,21 @@ def _run_steps(run: Run, loader: torch.utils.data.DataLoader[Any], bar: Any, clo
             logit_scale = float(run.net.logit_scale.exp().item())
             bar.update(1)
             bar.set_postfix(loss=f"{run.loss_value:.4f}", lr=f"{run.lr:.2e}", sps=f"{sps:.1f}", refresh=False)
-            if run.step % run.config.log_every == 0 or run.step == run.total_steps:
+            if run.is_main and (run.step % run.config.log_every == 0 or run.step == run.total_steps):
                 _write_log(run, log, clock, logit_scale)
             written = _checkpoint_if_due(run)
+            stop = False
             if on_step is not None:
                 info = StepInfo(run.step, run.total_steps, (run.step - 1) // run.steps_per_epoch, run.loss_value,
                                 run.lr, logit_scale, sps, written)
-                if on_step(info) is True and run.step < run.total_steps:
-                    if written is None:
-                        run.save_state()
-                    run.stopped = True
-                    break
+                stop = on_step(info) is True
+            if run.dist is not None:  # rank 0 decides for every rank (a cancel must stop them all)
+                stop = bool(run.dist.broadcast(stop))
+            if stop and run.step < run.total_steps:
+                if written is None:
+                    run.save_state()
+                run.stopped = True
+                break
 
 
 def _step(run: Run, batches: Iterator[Any], clock: _Clock) -> float:
@@ -170,9 +182,14 @@ def _step(run: Run, batches: Iterator[Any], clock: _Clock) -> float:
     for group in run.optimizer.param_groups:
         group["lr"] = run.lr
     micro = [next(batches) for _ in range(run.config.accum_steps)]
-    run.loss_value = optimizer_step(
-        run.net, micro, run.loss_fn, run.optimizer, run.scaler, run.autocast, run.config, run.dev, run.text_bank
-    )
+    if run.ddp is not None:
+        from tools.training.distributed import ddp_step
+
+        run.loss_value = ddp_step(run, micro)
+    else:
+        run.loss_value = optimizer_step(
+            run.net, micro, run.loss_fn, run.optimizer, run.scaler, run.autocast, run.config, run.dev, run.text_bank
+        )
     if run.ema is not None:
         run.ema.update(run.model, run.step)
     run.step += 1

@@ -55,6 +55,13 @@ class Run:
     lr: float = 0.0
     loss_value: float = float("nan")
     stopped: bool = False  # on_step asked to stop before the end
+    dist: Any = None  # DistContext under torchrun (tools.training.distributed); None in one process
+    ddp: Any = None  # the towers in DistributedDataParallel, under torchrun
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this process writes the run's files (always, but on ranks other than 0 under torchrun)."""
+        return self.dist is None or self.dist.is_main
 
     @property
     def net(self) -> Any:
@@ -78,7 +85,9 @@ class Run:
         )
 
     def save_state(self) -> Path:
-        """Write the checkpoint of the current step (atomically); returns its path."""
+        """Write the checkpoint of the current step (atomically; rank 0 only under torchrun); returns its path."""
+        if not self.is_main:
+            return self.ckpt_path
         atomic_save(
             train_state(
                 step=self.step, steps_per_epoch=self.steps_per_epoch, total_steps=self.total_steps,
@@ -126,9 +135,12 @@ def default_transform(model: Any, config: TrainConfig) -> Callable[[Image.Image]
 
 def new_run(
     model: torch.nn.Module, tokenizer: Callable[[list[str]], torch.Tensor], items: Sequence[TrainItem],
-    config: TrainConfig, out: Path, dev: torch.device,
+    config: TrainConfig, out: Path, dev: torch.device, dist: Any = None,
 ) -> Run:
-    """Sizes of the run, the model on ``dev`` with its frozen tower, optimizer, scaler and loss."""
+    """Sizes of the run, the model on ``dev`` with its frozen tower, optimizer, scaler and loss.
+
+    Under torchrun (``dist``), batch norm is synchronised across ranks and the loss is open_clip's
+    distributed ``ClipLoss`` (:mod:`tools.training.distributed`)."""
     for torn in out.glob(".*.tmp-*"):  # left by a run killed while writing a checkpoint
         torn.unlink(missing_ok=True)
     micro_per_epoch = len(items) // config.batch_size // config.accum_steps * config.accum_steps
@@ -139,6 +151,10 @@ def new_run(
     warmup = round(config.warmup_fraction * total_steps) if config.warmup_fraction is not None else config.warmup_steps
     fingerprint = items_fingerprint(items)
     model.to(dev)
+    if dist is not None:
+        from tools.training.distributed import sync_batchnorm
+
+        sync_batchnorm(model, dev)
     freeze_tower(model, config.freeze)
     optimizer = build_optimizer(model, config)
     return Run(
@@ -146,7 +162,8 @@ def new_run(
         micro_per_epoch=micro_per_epoch, steps_per_epoch=steps_per_epoch, total_steps=total_steps, warmup=warmup,
         fingerprint=fingerprint, optimizer=optimizer,
         scaler=torch.amp.GradScaler("cuda") if config.precision == "fp16" else None,
-        loss_fn=ClipLoss(), autocast=autocast_for(config.precision, dev),
+        loss_fn=dist.loss() if dist is not None else ClipLoss(), autocast=autocast_for(config.precision, dev),
+        dist=dist,
     )
 
 
@@ -162,17 +179,19 @@ def restore(run: Run, state: dict[str, Any]) -> tuple[np.ndarray | None, dict[st
         run.scaler.load_state_dict(state["scaler"])
     run.start_step = run.step = run.resumed_from = int(state["step"])
     groups = state["caption_groups"].numpy() if state.get("caption_groups") is not None else None
-    trim_log(run.log_path, run.start_step)
+    if run.is_main:
+        trim_log(run.log_path, run.start_step)
     set_rng_states(state["rng"], run.dev)
     return groups, state.get("ema")
 
 
 def start_afresh(run: Run) -> None:
     """Clear what an earlier run left, keep the starting weights for WiSE-FT, and seed the global RNGs."""
-    run.log_path.write_text("")
-    for stale in (run.ckpt_path, run.out / FINAL_MODEL_NAME, run.out / WISE_START_NAME):
-        stale.unlink(missing_ok=True)
-    if run.config.wise_alpha is not None:
+    if run.is_main:
+        run.log_path.write_text("")
+        for stale in (run.ckpt_path, run.out / FINAL_MODEL_NAME, run.out / WISE_START_NAME):
+            stale.unlink(missing_ok=True)
+    if run.config.wise_alpha is not None and run.is_main:
         atomic_save({k: v.detach().cpu() for k, v in run.model.state_dict().items()}, run.out / WISE_START_NAME)
     random.seed(run.config.seed)
     np.random.seed(run.config.seed % 2**32)
@@ -203,18 +222,19 @@ def prepare_captions(run: Run, saved_groups: np.ndarray | None) -> None:
 def make_loader(run: Run, transform: Callable[[Image.Image], torch.Tensor]) -> torch.utils.data.DataLoader[Any]:
     """The run's remaining micro-batches, from its current step on."""
     config = run.config
+    sampler_args = (len(run.items), config.batch_size, run.micro_per_epoch, run.start_step * config.accum_steps,
+                    run.total_steps * config.accum_steps, config.seed)
+    sampler_kwargs: dict[str, Any] = {"groups": run.groups, "group_batch": config.effective_batch_size}
+    if run.dist is not None:  # this rank's slice of the same global batches
+        from tools.training.distributed import RankBatches
+
+        sampler: RunBatches = RankBatches(*sampler_args, rank=run.dist.rank, world_size=run.dist.world_size,
+                                          **sampler_kwargs)
+    else:
+        sampler = RunBatches(*sampler_args, **sampler_kwargs)
     return torch.utils.data.DataLoader(
         CaptionedImages(run.items, transform, config.seed),
-        batch_sampler=RunBatches(
-            len(run.items),
-            config.batch_size,
-            run.micro_per_epoch,
-            run.start_step * config.accum_steps,
-            run.total_steps * config.accum_steps,
-            config.seed,
-            groups=run.groups,
-            group_batch=config.effective_batch_size,
-        ),
+        batch_sampler=sampler,
         collate_fn=Collate(run.tokenizer, run.caption_rows),
         num_workers=config.num_workers,
         pin_memory=run.dev.type == "cuda",
