@@ -29,8 +29,8 @@ def items() -> list[Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tools.models import load_model
     from tools.modelops import train_config
+    from tools.models import load_model
     from tools.training import train
     from tools.training.distributed import from_env
 

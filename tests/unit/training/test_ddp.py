@@ -56,7 +56,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     procs = {name: subprocess.Popen(_cmd(out, ranks=1 if name == "single" else 2), cwd=ROOT, env=_env(),
                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for name, out in outs.items()}
-    for name, proc in procs.items():
+    for proc in procs.values():
         output, _ = proc.communicate(timeout=600)
         assert proc.returncode == 0, output[-3000:]
         assert "DONE 4 resumed_from=None" in output, output[-3000:]
