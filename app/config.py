@@ -13,11 +13,15 @@ SMALL_MACHINE_CORES = 4
 
 @dataclass(frozen=True)
 class AstraCredentials:
-    """Where Astra DB is (unset fields fall back to the standard ``ASTRA_DB_*`` environment variables)."""
+    """Where Astra DB is (unset fields fall back to the standard ``ASTRA_DB_*`` environment variables), and
+    how bulk upserts go: ``insertMany`` requests in flight, documents per request, retries."""
 
     endpoint: str | None = None
     token: str | None = None
     keyspace: str | None = None
+    concurrency: int = 8
+    chunk_size: int = 100
+    max_retries: int = 5
 
 
 @dataclass(frozen=True)

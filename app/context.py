@@ -78,7 +78,8 @@ class AppContext:
         if kind == "lancedb":
             return index_registry("lancedb", path=self.config.indexes_dir / "lancedb")
         astra = self.config.astra
-        return index_registry(kind, endpoint=astra.endpoint, token=astra.token, keyspace=astra.keyspace)
+        return index_registry(kind, endpoint=astra.endpoint, token=astra.token, keyspace=astra.keyspace,
+                              concurrency=astra.concurrency, chunk_size=astra.chunk_size, max_retries=astra.max_retries)
 
     def open_index(self, name: str, dim: int, kind: str | None = None) -> VectorStore:
         """An existing index, opened once per process and kept (searches reuse the open table)."""

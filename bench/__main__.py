@@ -14,6 +14,7 @@ BENCHES = {
     "embedding": "bench.bench_embedding",
     "lancedb": "bench.bench_lancedb",
     "gpu": "bench.bench_gpu",
+    "astra": "bench.bench_astra",
 }
 QUICK = ["ingest", "training", "embedding", "lancedb"]
 #: arguments for each benchmark when several run in one go (`make bench`): minutes, not hours

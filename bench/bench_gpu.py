@@ -39,6 +39,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from tools.augment import train_transform_like  # noqa: E402
+from tools.device_pixels import DevicePreprocess, PixelSpec, image_encoder, pixel_reader, read_pixels  # noqa: E402
 from tools.embedding import dataloader_reader, model_embedder, run_pipeline  # noqa: E402
 from tools.imageio import load_rgb  # noqa: E402
 from tools.training import TrainConfig, TrainItem, build_optimizer, train  # noqa: E402
@@ -189,6 +190,73 @@ def bench_embed(arch: str, args: argparse.Namespace, device: torch.device) -> tu
     return bare, pipe, n
 
 
+def bench_embed_device(arch: str, args: argparse.Namespace, device: torch.device) -> tuple[float, float, int]:
+    """The GPU data path: workers hand uint8 pixels (JPEG bytes on CUDA) over; resize/crop/normalise on the
+    device; the same encoder (precision, channels-last, compile) in the bare loop and in the pipeline."""
+    model, pre_val, _ = create(arch, args.image_size)
+    spec = PixelSpec.from_transform(pre_val)
+    assert spec is not None, pre_val
+    cuda = device.type == "cuda"
+    last = args.channels_last if args.channels_last is not None else cuda
+    precision = args.embed_precision if cuda else "fp32"
+    encode = image_encoder(model, device, precision=precision, channels_last=last, compile=args.compile,
+                           pure=args.pure and cuda)
+    pre = DevicePreprocess(spec, device, channels_last=last)
+    rows = sample_rows()
+    jpeg = cuda if args.jpeg_bytes is None else args.jpeg_bytes
+    with torch.inference_mode():
+        pixels = pre([read_pixels(str(SAMPLE / rows[i % len(rows)]["image"]), jpeg_bytes=jpeg)
+                      for i in range(args.batch_size)])
+    times: list[float] = []
+    for _ in range(args.warmup + args.steps):  # bare: the encoder on a batch already preprocessed on the device
+        sync(device)
+        t0 = time.perf_counter()
+        encode(pixels)
+        sync(device)
+        times.append(time.perf_counter() - t0)
+    bare = median_rate(times[args.warmup :], args.batch_size)
+    records: list[Any] = [Record(f"{i}", str(SAMPLE / rows[i % len(rows)]["image"])) for i in range(args.embed_images)]
+    reader = pixel_reader(batch_size=args.batch_size, num_workers=args.workers, jpeg_bytes=jpeg,
+                          min_size=None if jpeg else max(spec.crop))
+
+    def embed(images: Any) -> Any:
+        with torch.inference_mode():
+            return encode(pre(images))
+
+    run_pipeline(records[: args.batch_size * 2], reader=reader, embedder=embed, writer=lambda ids, v: len(ids))
+    sync(device)
+    t0 = time.perf_counter()
+    n = run_pipeline(records, reader=reader, embedder=embed, writer=lambda ids, v: len(ids))
+    sync(device)
+    pipe = n / (time.perf_counter() - t0)
+    del model
+    return bare, pipe, n
+
+
+#: python -m bench gpu --preset issue16: the prepared check of the GPU data path (docs/gpu.md), its goals
+PRESETS = {"issue16": ["--train-arch", "", "--embed-archs", "ViT-B-32,ViT-L-14", "--embed-images", "65536",
+                       "--data-path", "both", "--embed-precision", "bf16", "--pure", "--workers", "14",
+                       "--json", "bench-gpu-issue16.json"]}
+GOALS = {"ViT-B-32": {"ratio": 0.7}, "ViT-L-14": {"ratio": 0.9, "images_per_s": 2200.0}}
+
+
+def goals_table(figures: dict[str, Any]) -> str:
+    lines = ["### Goals of the GPU data path (device rows)", "", "| model | goal | measured | met |",
+             "|---|---|---:|---|"]
+    for arch, goal in GOALS.items():
+        got = figures.get("embed_device", {}).get(arch)
+        if got is None:
+            continue
+        ratio = got["pipeline"] / got["bare"]
+        met = "yes" if ratio >= goal["ratio"] else "no"
+        lines.append(f"| {arch} | pipeline >= {goal['ratio']} of bare | {ratio:.2f} | {met} |")
+        if "images_per_s" in goal:
+            ok = got["pipeline"] >= goal["images_per_s"]
+            lines.append(f"| {arch} | >= {goal['images_per_s']:,.0f} images/s end to end | {got['pipeline']:,.0f} | "
+                         f"{'yes' if ok else 'no'} |")
+    return "\n".join(lines) + "\n"
+
+
 def table(title: str, rows: list[tuple[str, float, float]], unit: str) -> str:
     lines = [f"### {title}", "", f"| run | {unit} | ratio to bare |", "|---|---:|---:|"]
     lines += [f"| {name} | {rate:.1f} | {ratio:.2f} |" for name, rate, ratio in rows]
@@ -209,7 +277,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--image-size", type=int, default=None, help="override the architecture's input size")
     ap.add_argument("--smoke", action="store_true", help="tiny sizes for a CPU check of the code paths")
     ap.add_argument("--json", type=Path, help="also write the figures to this JSON file")
-    args = ap.parse_args(argv)
+    ap.add_argument("--data-path", choices=["host", "device", "both"], default="host",
+                    help="host: PIL transform in the workers (float32 batches); device: uint8 pixels / JPEG bytes, "
+                         "resized and normalised on the device (tools.device_pixels)")
+    ap.add_argument("--embed-precision", choices=["fp16", "bf16"], default="fp16", help="device path: dtype")
+    ap.add_argument("--pure", action="store_true", help="device path: weights in that dtype instead of autocast")
+    ap.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                    help="device path: channels-last (default: on CUDA)")
+    ap.add_argument("--jpeg-bytes", action=argparse.BooleanOptionalAction, default=None,
+                    help="device path: workers read JPEG bytes, decoded on the device (default: on CUDA)")
+    ap.add_argument("--compile", action="store_true", help="device path: torch.compile the image encoder")
+    ap.add_argument("--preset", choices=sorted(PRESETS), help="a prepared run (issue16: the GPU data path's goals)")
+    raw = list(sys.argv[1:] if argv is None else argv)
+    preset = next((raw[i + 1] for i, a in enumerate(raw[:-1]) if a == "--preset"), None)
+    args = ap.parse_args(PRESETS.get(preset or "", []) + raw)
     if args.smoke:
         args.batch_size, args.steps, args.warmup, args.workers = 4, 1, 1, 0
         args.embed_images, args.image_size = 8, 64
@@ -241,18 +322,29 @@ def main(argv: list[str] | None = None) -> int:
         ))
 
     rows: list[tuple[str, float, float]] = []
-    figures["embed"] = {}
+    figures["embed"], figures["embed_device"] = {}, {}
     t_embed = time.perf_counter()
     for arch in [a for a in args.embed_archs.split(",") if a]:
-        b, p, n = bench_embed(arch, args, device)
-        figures["embed"][arch] = {"bare": b, "pipeline": p, "images": n}
-        rows += [(f"{arch} bare encode_image, fp16 autocast", b, 1.0),
-                 (f"{arch} run_pipeline over {n} JPEG files", p, p / b)]
+        if args.data_path in ("host", "both"):
+            b, p, n = bench_embed(arch, args, device)
+            figures["embed"][arch] = {"bare": b, "pipeline": p, "images": n}
+            rows += [(f"{arch} bare encode_image, fp16 autocast", b, 1.0),
+                     (f"{arch} host path: run_pipeline over {n} JPEG files", p, p / b)]
+        if args.data_path in ("device", "both"):
+            b, p, n = bench_embed_device(arch, args, device)
+            figures["embed_device"][arch] = {"bare": b, "pipeline": p, "images": n}
+            how = "fp32"
+            if device.type == "cuda":
+                how = f"{args.embed_precision} {'weights' if args.pure else 'autocast'}"
+            rows += [(f"{arch} bare encode_image, {how}, batch preprocessed on the device", b, 1.0),
+                     (f"{arch} device path: uint8/JPEG bytes -> device preprocess, {n} files", p, p / b)]
         if device.type == "cuda":
             torch.cuda.empty_cache()
     if rows:
         print(table(f"Image embedding, batch {args.batch_size} (images/s)", rows, "images/s"))
         print(f"embedding section: {time.perf_counter() - t_embed:.0f} s wall, model creation included")
+    if figures["embed_device"]:
+        print(goals_table(figures))
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
     return 0

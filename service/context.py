@@ -26,7 +26,8 @@ def app_config(settings: Settings) -> AppConfig:
         home=settings.home, roots=tuple(settings.roots), device=settings.device,
         keep_checkpoints=settings.keep_checkpoints, keep_candidates=settings.keep_candidates,
         store=settings.store,  # type: ignore[arg-type]  # validated by AppContext.store_kind
-        astra=AstraCredentials(settings.astra_endpoint, settings.astra_token, settings.astra_keyspace),
+        astra=AstraCredentials(settings.astra_endpoint, settings.astra_token, settings.astra_keyspace,
+                               settings.astra_concurrency, settings.astra_chunk_size, settings.astra_max_retries),
         workers=settings.workers, max_pixels=settings.max_pixels, captioner=settings.captioner,
         scene_min_side=settings.scene_min_side, max_scene_pixels=settings.max_scene_pixels,
         detect_background=tuple(p.strip() for p in settings.detect_background.split(",") if p.strip()),

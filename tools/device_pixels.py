@@ -133,26 +133,43 @@ class DevicePreprocess:
         return out.to(self.dtype)
 
 
-def device_embedder(model: Any, preprocess: DevicePreprocess, *, precision: Precision = "fp32",
-                    channels_last: bool = False, compile: bool = False) -> Callable[[Sequence[Pixels]], np.ndarray]:
-    """``encode_image`` on the device-preprocessed batch, under autocast in ``precision``; unit-length rows.
+def image_encoder(model: Any, device: torch.device, *, precision: Precision = "fp32", channels_last: bool = False,
+                  compile: bool = False, pure: bool = False) -> Callable[[torch.Tensor], np.ndarray]:
+    """Preprocessed batch on ``device`` -> unit-length rows on the host: ``encode_image`` in inference mode.
 
-    ``channels_last`` also converts the model's weights; ``compile`` wraps ``encode_image`` in
-    :func:`torch.compile` (it pays for long jobs on a GPU; the first batches compile).
+    ``precision`` is the autocast dtype; ``pure`` casts the weights to it instead (open_clip's ``pure_bf16``:
+    no casts per op). ``channels_last`` converts the weights' memory format; ``compile`` wraps
+    ``encode_image`` in :func:`torch.compile` (it pays for long jobs on a GPU; the first batches compile).
     """
-    device = preprocess.device
     model = model.to(device).eval()
+    if pure and precision != "fp32":
+        model = model.to(dtype=_DTYPES[precision])
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     encode = torch.compile(model.encode_image) if compile else model.encode_image
-    amp = precision != "fp32" and device.type in ("cuda", "cpu")
+    amp = precision != "fp32" and not pure
 
-    def embed(images: Sequence[Pixels]) -> np.ndarray:
+    def embed(pixels: torch.Tensor) -> np.ndarray:
         ctx = torch.autocast(device.type, dtype=_DTYPES[precision]) if amp else contextlib.nullcontext()
         with torch.inference_mode(), ctx:
-            feats = encode(preprocess(images))
+            feats = encode(pixels.to(_DTYPES[precision]) if pure else pixels)
             feats = torch.nn.functional.normalize(feats.float(), dim=-1)
         return feats.cpu().numpy().astype(np.float32)
+
+    return embed
+
+
+def device_embedder(model: Any, preprocess: DevicePreprocess, *, precision: Precision = "fp32",
+                    channels_last: bool = False, compile: bool = False,
+                    pure: bool = False) -> Callable[[Sequence[Pixels]], np.ndarray]:
+    """:func:`image_encoder` after :class:`DevicePreprocess`: uint8 pixels (or JPEG bytes) in, unit rows out."""
+    encode = image_encoder(model, preprocess.device, precision=precision, channels_last=channels_last,
+                           compile=compile, pure=pure)
+
+    def embed(images: Sequence[Pixels]) -> np.ndarray:
+        with torch.inference_mode():
+            pixels = preprocess(images)
+        return encode(pixels)
 
     return embed
 
@@ -264,4 +281,4 @@ def device_path(model: Any, transform: Any, device: str | torch.device, *, batch
 
 
 __all__ = ["DecodePool", "DevicePreprocess", "PixelSpec", "Pixels", "Precision", "device_embedder", "device_path",
-           "pixel_reader", "read_pixels", "to_uint8"]
+           "image_encoder", "pixel_reader", "read_pixels", "to_uint8"]

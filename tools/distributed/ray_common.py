@@ -6,9 +6,10 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-#: memory each decoding task reserves (a batch of decoded tiles); a reservation the model actors do not
-#: share, so Ray keeps decoding in CPU tasks of its own instead of fusing it into the actors
-DECODE_MEMORY = 256 * 2**20
+#: memory each decoding task reserves (its worker: torch and a batch of decoded tiles, ~540 MiB measured); a
+#: reservation the model actors do not share, so Ray keeps decoding in CPU tasks of its own instead of fusing
+#: it into the actors
+DECODE_MEMORY = 768 * 2**20
 
 
 class RayUnavailableError(RuntimeError):
