@@ -9,6 +9,9 @@ background land-cover prompts at the model's temperature).
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,7 @@ from tools.detect.probability import DEFAULT_BACKGROUND, background_for, tempera
 from tools.detect.scoring import Scored, score_chips, select
 from tools.geo import AreaOfInterest, GeoError, aoi_from_geojson, parse_bbox
 from tools.search import Query, query_vector, text_vector
+from tools.templates import REMOTE_SENSING_TEMPLATES
 
 _GET_CHUNK = 1000
 
@@ -140,10 +144,11 @@ def detect(ctx: AppContext, req: DetectRequest, *, store: str | None = None) -> 
                           "`skyscout index`")
     if len(indexed) < len(rows):
         warnings.append(f"{len(rows) - len(indexed)} chip(s) in scope are not indexed yet; run `skyscout index`")
-    encode = text_encoder_of(loaded, ctx.device)
+    prompts = list(req.background or ctx.config.detect_background or DEFAULT_BACKGROUND)
+    encode = _cached_encoder(active.model, text_encoder_of(loaded, ctx.device),
+                             warm=[req.text, *req.negative, *prompts])
     qvec = query_vector(Query(texts=[req.text], negative_texts=list(req.negative)), encode_text=encode,
                         store=active.store, catalog=ctx.catalog)
-    prompts = list(req.background or ctx.config.detect_background or DEFAULT_BACKGROUND)
     bvecs = np.stack([text_vector(encode, p) for p in prompts])
     keep = background_for(req.text, prompts, text_vector(encode, req.text), bvecs)
     temperature = temperature_of(loaded.model)
@@ -159,6 +164,33 @@ def detect(ctx: AppContext, req: DetectRequest, *, store: str | None = None) -> 
     if req.merge:
         result.merged = merge(kept, query=req.text, model=active.model)
     return result
+
+
+_PROMPTS: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+_PROMPTS_LOCK = threading.Lock()
+_MAX_PROMPTS = 8192
+
+
+def _cached_encoder(model_key: str, encode: Callable[[list[str]], np.ndarray], *, warm: list[str]
+                    ) -> Callable[[list[str]], np.ndarray]:
+    """``encode`` with a per-process cache of prompt vectors (the background prompts are the same for every
+    detection), and every prompt of ``warm`` texts encoded up front in one batch."""
+
+    def cached(texts: list[str]) -> np.ndarray:
+        with _PROMPTS_LOCK:
+            missing = list(dict.fromkeys(t for t in texts if (model_key, t) not in _PROMPTS))
+        if missing:
+            rows = np.asarray(encode(missing), dtype=np.float32)
+            with _PROMPTS_LOCK:
+                for text, row in zip(missing, rows, strict=True):
+                    _PROMPTS[(model_key, text)] = row
+                while len(_PROMPTS) > _MAX_PROMPTS:
+                    _PROMPTS.popitem(last=False)
+        with _PROMPTS_LOCK:
+            return np.stack([_PROMPTS[(model_key, t)] for t in texts])
+
+    cached([tpl.format(t) for t in warm for tpl in REMOTE_SENSING_TEMPLATES])
+    return cached
 
 
 def _detections(rows: list[dict[str, Any]], scored: Scored) -> list[Detection]:

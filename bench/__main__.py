@@ -14,6 +14,7 @@ BENCHES = {
     "embedding": "bench.bench_embedding",
     "lancedb": "bench.bench_lancedb",
     "gpu": "bench.bench_gpu",
+    "scenes": "bench.bench_scenes",
     "astra": "bench.bench_astra",
 }
 QUICK = ["ingest", "training", "embedding", "lancedb"]

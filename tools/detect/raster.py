@@ -62,7 +62,7 @@ def write_score_cog(path: str | Path, detections: Sequence[Detection], *, width:
 
     stride = stride or infer_stride([d.window for d in detections])
     grid = score_grid(detections, width, height, stride)
-    cell = Affine.from_gdal(*transform) * Affine.scale(stride, stride)
+    cell = Affine.from_gdal(*transform) @ Affine.scale(stride, stride)
     profile = {"driver": "GTiff", "width": grid.shape[2], "height": grid.shape[1], "count": 2, "dtype": "float32",
                "crs": crs, "transform": cell, "nodata": float("nan")}
     with MemoryFile() as mem:

@@ -28,9 +28,11 @@ logging.getLogger("rasterio._env").setLevel(logging.ERROR)
 warnings.filterwarnings("ignore", message="Dataset has no geotransform")
 #: the most pixels a scene may have (100,000 x 100,000)
 DEFAULT_MAX_SCENE_PIXELS = 10_000_000_000
-#: a header claiming more than this many raw bytes per byte of file is a decompression bomb (real data,
-#: even constant deflate or JPEG data, stays far below)
-MAX_COMPRESSION_RATIO = 100_000
+#: a header claiming more than this many raw bytes per byte of file is a decompression bomb. Real data stays
+#: far below; the most compressed real files are sparse GeoTIFFs (empty blocks not written), which still
+#: hold 16 bytes of offsets per block, so they top out at (bytes of a block) / 16, about 10^5 for 512 px
+#: blocks of 3 x 16-bit bands
+MAX_COMPRESSION_RATIO = 1_000_000
 #: files whose longer side reaches this many pixels are ingested as scenes
 DEFAULT_SCENE_MIN_SIDE = 1024
 #: suffixes rasterio is asked about when a file may be a scene

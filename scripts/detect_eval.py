@@ -1,0 +1,196 @@
+"""Detection quality on real scenes: UC Merced val tiles planted at known positions, found again by `detect`.
+
+Builds three scenes from the 157 UCM val tiles (shuffled onto a 13 x 13 grid of 256 px cells, the last
+row completed with repeats: 3,328 px a side) in EPSG:32610 at 0.3 m: an 8-bit COG, a tiled 16-bit 4-band
+GeoTIFF (B,G,R,NIR, read as 3,2,1) with a nodata border, and a stripped 8-bit GeoTIFF. Ingests and chips them, indexes them
+with the model, and for each of the 16 classes runs the real detection use case (``app.detect.detect``,
+every chip scored) with the class's zero-shot phrase. A chip is positive when more than half of it lies in
+planted tiles of that class. Prints chip-level average precision per class and scene, the mean, and the
+same model's AP on the bare val tiles (the ceiling: the same query vectors over the tiles' own vectors);
+then what a probability threshold of 0.5 means (precision and recall of p >= 0.5).
+
+    python scripts/detect_eval.py --home DIR --model mv-...        # a model trained in DIR
+    python scripts/detect_eval.py --train                          # fine-tune skyscout-tiny first (minutes)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from app.context import AppContext  # noqa: E402
+from tests.support.mosaics import Mosaic, build_mosaic, val_tiles  # noqa: E402
+
+SHARED = ROOT.parent / "shared" / "data"
+KINDS = {"cog": {"bands": None, "border": 0}, "tiled16": {"bands": "3,2,1", "border": 128},
+         "stripped": {"bands": None, "border": 0}}
+
+
+def average_precision(scores: np.ndarray, positive: np.ndarray) -> float:
+    """Non-interpolated AP: the mean over positives of the precision at their rank (NaN without positives)."""
+    if not positive.any():
+        return float("nan")
+    order = np.argsort(-scores, kind="stable")
+    hits = positive[order].astype(float)
+    precision = np.cumsum(hits) / np.arange(1, len(hits) + 1)
+    return float((precision * hits).sum() / hits.sum())
+
+
+def _context(home: Path) -> AppContext:
+    from service.context import Services
+    from service.settings import Settings
+
+    return Services(Settings(home=home, data_roots=f"{SHARED}:{home}")).app
+
+
+def _train(ctx: AppContext) -> str:
+    from app.data import create_dataset, ingest
+    from app.training import train
+
+    for split in ("train", "val"):
+        ingest(ctx, SHARED / "ucm_captions" / f"{split}.jsonl")
+    ds = create_dataset(ctx, sources=["ucm_captions"], val_frac=0.0, test_frac=0.0)
+    started = time.time()
+    result = train(ctx, model="skyscout-tiny", dataset=ds["id"])
+    print(f"trained {result['model_version']} in {time.time() - started:.0f} s", flush=True)
+    return str(result["model_version"])
+
+
+def _scenes(ctx: AppContext, home: Path, seed: int, overlap: float, chip: int, per_class: int | None
+            ) -> dict[str, tuple[Mosaic, str]]:
+    from app.data import ingest
+    from app.scenes import scene_options
+
+    tiles = val_tiles(SHARED, per_class=per_class)
+    cols = int(np.ceil(np.sqrt(len(tiles))))
+    out: dict[str, tuple[Mosaic, str]] = {}
+    for kind, opts in KINDS.items():
+        folder = home / "scenes" / kind
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"ucm_val_{kind}.tif"
+        mosaic = build_mosaic(path, tiles, cols=cols, kind=kind, seed=seed, border=int(opts["border"] or 0))
+        mosaic.save_layout(folder / "layout.json")
+        report = ingest(ctx, folder, scenes=scene_options(ctx, chip_size=chip, overlap=overlap,
+                                                          bands=opts["bands"], force=True))
+        (scene,) = report.scenes
+        print(f"{kind}: {mosaic.width}x{mosaic.height}, {scene['windows']} windows, {scene['chips_added']} new "
+              f"chips, {scene['skipped_nodata']} nodata, {len(scene['broken'])} broken", flush=True)
+        out[kind] = (mosaic, str(scene["scene_id"]))
+    return out
+
+
+def _phrases(ctx: AppContext) -> dict[str, str]:
+    from tools.captioning.text import humanize_label
+
+    labels = sorted({json.loads(line)["label"] for line in (SHARED / "ucm_captions" / "val.jsonl").read_text()
+                     .splitlines() if line.strip()})
+    return {c: humanize_label(c, None) for c in labels}
+
+
+def _ceiling(ctx: AppContext, phrases: dict[str, str], model: str) -> dict[str, float]:
+    """AP of each class phrase over the bare val tiles' vectors (from the same index, the same query vector)."""
+    from app.indexing import open_active_index
+    from app.models import text_encoder_of
+    from tools.search import text_vector
+
+    rows = [json.loads(line) for line in (SHARED / "ucm_captions" / "val.jsonl").read_text().splitlines() if line]
+    ids = {str((SHARED / "ucm_captions" / r["image"]).resolve()): r["label"] for r in rows}
+    found = {r.id: ids[r.uri] for r in ctx.catalog.iter_images() if r.uri in ids}
+    active = open_active_index(ctx)
+    got = active.store.get(list(found))
+    keys = [k for k in found if k in got]
+    vecs = np.stack([np.asarray(got[k][0], dtype=np.float32) for k in keys])
+    labels = np.array([found[k] for k in keys])
+    encode = text_encoder_of(ctx.load_model(model)[1], ctx.device)
+    return {c: average_precision(vecs @ text_vector(encode, p), labels == c) for c, p in phrases.items()}
+
+
+def _scene_eval(ctx: AppContext, mosaic: Mosaic, scene_id: str, phrases: dict[str, str]) -> dict[str, object]:
+    from app.detect import DetectRequest, detect
+
+    ap, probs, truth = {}, [], []
+    for cls, phrase in phrases.items():
+        result = detect(ctx, DetectRequest(text=phrase, scene=scene_id, threshold=0.0))
+        chips = result.detections
+        scores = np.array([d.score for d in chips])
+        positive = np.array([mosaic.class_cover(*d.window).get(cls, 0.0) > 0.5 for d in chips])
+        ap[cls] = average_precision(scores, positive)
+        probs.append(np.array([d.probability for d in chips]))
+        truth.append(positive)
+    return {"ap": ap, "probs": probs, "truth": truth, "chips": len(chips)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--home", type=Path, help="SKYSCOUT_HOME to work in (default: a new temporary one)")
+    ap.add_argument("--model", help="model version (in --home) to evaluate")
+    ap.add_argument("--train", action="store_true", help="fine-tune skyscout-tiny on UCM train first")
+    ap.add_argument("--overlap", type=float, default=0.5)
+    ap.add_argument("--chip-size", type=int, default=256)
+    ap.add_argument("--seed", type=int, default=0, help="layout shuffle")
+    ap.add_argument("--per-class", type=int, help="only this many val tiles per class (a quick run)")
+    ap.add_argument("--json", type=Path, help="also write the figures here")
+    args = ap.parse_args(argv)
+    if not (SHARED / "ucm_captions" / "val.jsonl").is_file():
+        print(f"needs the UC Merced data at {SHARED}", file=sys.stderr)
+        return 2
+    home = args.home or Path(tempfile.mkdtemp()) / "home"
+    ctx = _context(home)
+    model = _train(ctx) if args.train else args.model
+    if not model:
+        print("give --model MV (trained in --home) or --train", file=sys.stderr)
+        return 2
+    from app.indexing import build_index
+    from app.status import promote
+
+    if model.startswith("mv-") and ctx.catalog.get_alias("active_model") != model:
+        promote(ctx, model)
+    from app.data import ingest
+
+    ingest(ctx, SHARED / "ucm_captions" / "val.jsonl")  # the ceiling's tiles (adds nothing when present)
+    scenes = _scenes(ctx, home, args.seed, args.overlap, args.chip_size, args.per_class)
+    started = time.time()
+    report = build_index(ctx, model=model)
+    print(f"indexed {report.embedded} new images/chips in {time.time() - started:.0f} s ({report.index})", flush=True)
+    phrases = _phrases(ctx)
+    ceiling = _ceiling(ctx, phrases, model)
+    results = {kind: _scene_eval(ctx, mosaic, sid, phrases) for kind, (mosaic, sid) in scenes.items()}
+    _print(phrases, ceiling, results, model, args)
+    if args.json:
+        args.json.write_text(json.dumps({"model": model, "ceiling": ceiling, "overlap": args.overlap,
+                                         "ap": {k: v["ap"] for k, v in results.items()}}, indent=2))
+    return 0
+
+
+def _print(phrases: dict[str, str], ceiling: dict[str, float], results: dict[str, dict], model: str,
+           args: argparse.Namespace) -> None:
+    kinds = list(results)
+    print(f"\nmodel {model}; chips {args.chip_size} px, overlap {args.overlap}; AP of each class phrase "
+          "(chip positive: > 50% in planted tiles of the class)")
+    print(f"{'class':<20}" + "".join(f"{k:>10}" for k in kinds) + f"{'val tiles':>11}")
+    for c in phrases:
+        print(f"{c:<20}" + "".join(f"{results[k]['ap'][c]:>10.3f}" for k in kinds) + f"{ceiling[c]:>11.3f}")
+    means = {k: float(np.nanmean(list(results[k]["ap"].values()))) for k in kinds}
+    print(f"{'mean':<20}" + "".join(f"{means[k]:>10.3f}" for k in kinds)
+          + f"{float(np.nanmean(list(ceiling.values()))):>11.3f}")
+    print("\nwhat p >= 0.5 means (all classes' queries over each scene's chips):")
+    for k in kinds:
+        p = np.concatenate(results[k]["probs"])
+        t = np.concatenate(results[k]["truth"])
+        kept = p >= 0.5
+        prec = float(t[kept].mean()) if kept.any() else float("nan")
+        print(f"  {k}: {int(kept.sum())} of {len(p)} (chip, query) pairs kept; precision {prec:.3f}, recall "
+              f"{float(kept[t].mean()):.3f} ({int(t.sum())} positives)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
