@@ -52,9 +52,9 @@ def caption(ctx: AppContext, *, captioner: str | None = None, captioner_model: s
         from tools.distributed.ray_caption import caption_images_ray, captioner_factory
 
         options = ray or RayOptions(batch_size=batch_size)
-        driver_side, factory = captioner_factory(name, captioner_model, ctx.device, options)
+        driver_side, factory = captioner_factory(name, captioner_model, ctx.device, options, from_folders=from_folders)
         return caption_images_ray(ctx.catalog, driver_side, factory, options=options, device=ctx.device, limit=limit,
-                                  progress=progress, only_uncaptioned=only_uncaptioned)
+                                  progress=progress, only_uncaptioned=only_uncaptioned, also_captioned=also_captioned)
     if engine != "local":
         raise ValueError(f"unknown engine {engine!r}; choose from local, ray")
     if captioner_model or from_folders:

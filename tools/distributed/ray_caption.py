@@ -20,7 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from tools.captioning.base import Captioner, CaptionInput
-from tools.captioning.run import CaptionReport, _to_input
+from tools.captioning.run import CaptionReport, _to_input, _todo
 from tools.catalog import Catalog
 from tools.distributed.ray_common import DECODE_MEMORY, RayOptions, actor_pool, blocks, connect
 from tools.imageio import load_rgb
@@ -47,6 +47,7 @@ class CaptionActor:
 
     def __init__(self, factory: Callable[[], Captioner]) -> None:
         self.captioner = factory()
+        self.model_of = getattr(self.captioner, "model_of", None)  # what each rule caption rests on
         self.pid = os.getpid()
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
@@ -67,13 +68,16 @@ class CaptionActor:
             inputs.append(item)
             rows.append(k)
         texts = [json.dumps([]) for _ in range(n)]
-        for k, captions in zip(rows, self.captioner.caption(inputs) if inputs else [], strict=True):
+        models = [self.captioner.model_id] * n
+        for k, item, captions in zip(rows, inputs, self.captioner.caption(inputs) if inputs else [], strict=True):
             texts[k] = json.dumps(list(captions))
+            models[k] = self.model_of(item) if self.model_of else self.captioner.model_id
         return {"id": batch["id"], "uri": batch["uri"], "error": np.array(errors, dtype=object),
-                "captions": np.array(texts, dtype=object), "pid": np.full(n, self.pid)}
+                "captions": np.array(texts, dtype=object), "model": np.array(models, dtype=object),
+                "pid": np.full(n, self.pid)}
 
 
-def captioner_factory(name: str, model: str | None, device: str, options: RayOptions
+def captioner_factory(name: str, model: str | None, device: str, options: RayOptions, *, from_folders: bool = False
                       ) -> tuple[Captioner, Callable[[], Captioner]]:
     """(the captioner as the driver sees it, unloaded; the factory each actor builds its own with)."""
     from functools import partial
@@ -81,8 +85,10 @@ def captioner_factory(name: str, model: str | None, device: str, options: RayOpt
     from tools.captioning.factory import create_captioner
 
     actor_device = "cuda" if options.gpus(device) > 0 else "cpu"
-    factory = partial(create_captioner, name, model=model, device=actor_device, batch_size=options.batch_size)
-    return create_captioner(name, model=model, device="cpu", batch_size=options.batch_size), factory
+    factory = partial(create_captioner, name, model=model, device=actor_device, batch_size=options.batch_size,
+                      from_folders=from_folders)
+    return create_captioner(name, model=model, device="cpu", batch_size=options.batch_size,
+                            from_folders=from_folders), factory
 
 
 def _row(img: Any) -> dict[str, Any]:
@@ -94,15 +100,17 @@ def _row(img: Any) -> dict[str, Any]:
 def caption_images_ray(
     catalog: Catalog, captioner: Captioner, factory: Callable[[], Captioner], *, options: RayOptions,
     device: str = "cpu", limit: int | None = None, progress: bool = True, only_uncaptioned: bool = False,
-    pids: set[int] | None = None,
+    also_captioned: bool = False, pids: set[int] | None = None,
 ) -> CaptionReport:
     """Caption what lacks a caption from ``captioner.source`` with a pool of actors built by ``factory``.
 
-    ``captioner`` (not loaded) names the source, model and whether pixels are needed; ``factory`` builds the
-    working captioner on each actor. ``pids`` collects the process ids of the actors that captioned.
+    The same selection as the local path (:func:`tools.captioning.run.caption_images`: images with better
+    captions are left alone unless ``also_captioned``). ``captioner`` (not loaded) names the source, model and
+    whether pixels are needed; ``factory`` builds the working captioner on each actor. ``pids`` collects the
+    process ids of the actors that captioned.
     """
     report = CaptionReport(captioner=captioner.source, model=captioner.model_id)
-    todo = catalog.images_without_caption(None if only_uncaptioned else captioner.source, limit=limit)
+    todo = _todo(catalog, captioner, only_uncaptioned=only_uncaptioned, also_captioned=also_captioned, limit=limit)
     started = time.perf_counter()
     params = {"captioner": captioner.source, "model": captioner.model_id, "batch_size": options.batch_size,
               "engine": "ray"}
@@ -122,7 +130,7 @@ def caption_images_ray(
                 _commit(catalog, captioner, out, report, pids)
                 bar.update(len(out["id"]))
                 bar.set_postfix(captions=report.captions_added)
-                catalog.update_job(job.id, done=report.images)
+                catalog.progress(job.id, report.images)  # raises JobCancelled on a cancel request
         bar.close()
         report.seconds = time.perf_counter() - started
         catalog.update_job(job.id, result={k: v for k, v in report.to_dict().items() if k != "failed"}
@@ -134,14 +142,15 @@ def _commit(catalog: Catalog, captioner: Captioner, out: dict[str, Any], report:
             pids: set[int] | None) -> None:
     """Write one batch's captions (a UNIQUE constraint drops any a retried batch already wrote)."""
     rows: list[tuple[str, str, str, str | None]] = []
-    for image_id, uri, error, texts in zip(out["id"], out["uri"], out["error"], out["captions"], strict=True):
+    for image_id, uri, error, texts, model in zip(out["id"], out["uri"], out["error"], out["captions"], out["model"],
+                                                  strict=True):
         if error:
             report.failed.append({"image_id": str(image_id), "path": str(uri), "reason": str(error)})
             continue
         captions = json.loads(str(texts))
         if captions:
             report.captioned += 1
-            rows.extend((str(image_id), t, captioner.source, captioner.model_id) for t in captions)
+            rows.extend((str(image_id), t, captioner.source, str(model)) for t in captions)
         else:
             report.nothing_to_say += 1
     report.captions_added += catalog.add_captions(rows)
