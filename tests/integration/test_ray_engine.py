@@ -149,3 +149,29 @@ def test_ray_caption_tiny_blip_matches_local(ray_cluster: Any, manifest: Path, t
     assert report.images == local.images == N_TILES and report.failed == []
     assert report.captions_added == local.captions_added
     assert same == len(ids)
+
+
+def test_ray_index_with_device_preprocessing_matches_the_host_path(ray_cluster: Any, manifest: Path,
+                                                                   tmp_path: Path) -> None:
+    """uint8 pixels from the decoding tasks, resized and normalised on the actors' device (here the CPU)."""
+    small = tmp_path / "small.jsonl"
+    small.write_text("".join(manifest.read_text().splitlines(keepends=True)[:60]))
+    tiny = load_model("skyscout-tiny", cache_dir=tmp_path / "cache")
+    catalog = Catalog(tmp_path / "catalog.db")
+    ingest_manifest(catalog, small, allowed_roots=resolve_roots([small.parent, ROOT.parent / "shared"]),
+                    progress=False)
+    common: dict[str, Any] = dict(model_key="skyscout-tiny", model=tiny.model, transform=tiny.preprocess_val,
+                                  dim=tiny.embed_dim, batch_size=20, progress=False, activate=False)
+    local = build_index(catalog, index_registry("lancedb", path=tmp_path / "local"), num_workers=0, **common)
+
+    def make_reader(failed: list[str]) -> Any:
+        return ray_reader(tiny.model, tiny.preprocess_val, dim=tiny.embed_dim, device="cpu",
+                          options=RayOptions(batch_size=20), min_size=64, failed=failed, device_preprocess=True)
+
+    registry = index_registry("lancedb", path=tmp_path / "ray")
+    report = build_index(catalog, registry, make_reader=make_reader, embedder=passthrough, **common)
+    assert report.count == local.count == 60
+    a = index_registry("lancedb", path=tmp_path / "local").open(local.index, tiny.embed_dim, create=False)
+    ids = sorted(catalog.image_ids())
+    va, vb = a.get(ids), registry.open(report.index, tiny.embed_dim, create=False).get(ids)
+    assert min(float(np.dot(va[i][0], vb[i][0])) for i in ids) >= 0.9999
