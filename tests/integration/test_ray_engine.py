@@ -37,11 +37,16 @@ N_TILES = 500
 def ray_cluster() -> Iterator[Any]:
     ray = pytest.importorskip("ray")
     # Ray workers import the project (and tests.support) like the driver does.
-    os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    before = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), before or ""]).rstrip(os.pathsep)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="warning",
              object_store_memory=512 * 2**20)
     yield ray
     ray.shutdown()
+    if before is None:
+        os.environ.pop("PYTHONPATH", None)
+    else:
+        os.environ["PYTHONPATH"] = before
 
 
 @pytest.fixture(scope="module")
