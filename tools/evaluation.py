@@ -148,16 +148,16 @@ def zero_shot_accuracy(
 
 
 def _per_image_recall(t2i_ranks: np.ndarray, i2t_ranks: np.ndarray, owner: np.ndarray, n_images: int,
-                      ks: Sequence[int]) -> list[float]:
+                      ks: Sequence[int]) -> list[float | None]:
     """Each image's share of the mean recall: its image->text hits at each k, and the text->image hits of its
     own captions (averaged over them); the mean over images equals ``mean_recall`` when every image has as
-    many captions. Images without captions are NaN."""
-    out = []
+    many captions. Images without captions are None."""
+    out: list[float | None] = []
     for i in range(n_images):
         own = t2i_ranks[owner == i]
         own = own[own >= 0]
         if i2t_ranks[i] < 0 or not own.size:
-            out.append(float("nan"))
+            out.append(None)
             continue
         hits = [float(i2t_ranks[i] < k) for k in ks] + [float((own < k).mean()) for k in ks]
         out.append(float(np.mean(hits)))

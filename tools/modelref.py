@@ -93,7 +93,7 @@ def per_image_scores(evaluation: dict[str, Any], metric: str) -> dict[str, float
     ids, values = found.get("image_ids"), found.get(field)
     if not ids or values is None or len(ids) != len(values):
         return None
-    return {i: float(v) for i, v in zip(ids, values, strict=True) if v == v}  # v == v drops NaN
+    return {i: float(v) for i, v in zip(ids, values, strict=True) if v is not None and v == v}  # no NaN either
 
 
 __all__ = ["DEFAULT_BASE_MODEL", "PER_IMAGE", "ModelRef", "active_model_key", "headline", "per_image_scores",

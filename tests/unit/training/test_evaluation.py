@@ -219,4 +219,24 @@ def test_encoders_on_tiny_model(tmp_path: Path) -> None:
     assert img.shape == (5, 32)
     np.testing.assert_allclose(np.linalg.norm(img, axis=1), 1.0, rtol=1e-5)
     res = ev.zero_shot_accuracy(img, [0, 1, 0, 1, 0], clf, classnames=["beach", "farm"])
-    assert set(res) == {"top1", "top5", "mean_per_class", "per_class", "n"}
+    assert set(res) == {"top1", "top5", "mean_per_class", "per_class", "n", "correct", "confusion"}
+    assert len(res["correct"]) == 5 and sum(res["correct"]) / 5 == res["top1"]
+    matrix = np.array(res["confusion"]["matrix"])
+    assert res["confusion"]["classes"] == ["beach", "farm"] and matrix.sum() == 5
+    assert np.trace(matrix) == sum(res["correct"]) and list(matrix.sum(axis=1)) == [3, 2]
+
+
+def test_per_image_recall_averages_to_mean_recall_with_equal_captions() -> None:
+    """Each image's share of the mean recall, checked against a naive loop over its own hits."""
+    rng = np.random.default_rng(3)
+    images, texts = rng.normal(size=(9, 16)), rng.normal(size=(27, 16))
+    owner = np.repeat(np.arange(9), 3)  # three captions per image
+    res = ev.retrieval_metrics(images, texts, owner)
+    assert np.mean(res["per_image"]) == pytest.approx(res["mean_recall"])
+    img, txt = ev.l2_normalize(images), ev.l2_normalize(texts)
+    for i in range(9):
+        i2t_rank = int(np.argsort(-(img[i] @ txt.T)).tolist().index(next(
+            t for t in np.argsort(-(img[i] @ txt.T)) if owner[t] == i)))
+        t2i = [int(np.argsort(-(txt[t] @ img.T)).tolist().index(i)) for t in np.where(owner == i)[0]]
+        naive = np.mean([i2t_rank < k for k in (1, 5, 10)] + [np.mean([r < k for r in t2i]) for k in (1, 5, 10)])
+        assert res["per_image"][i] == pytest.approx(naive)
