@@ -7,6 +7,7 @@ evaluate against the active model -> promotion check -> refresh the index if the
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -14,6 +15,7 @@ from pydantic import BaseModel, Field
 
 from agents.policy import PlannerPolicy
 from agents.records import Step
+from prompts.agents import REFUSED_DESTRUCTIVE, REFUSED_LIMIT, REFUSED_UNSURE
 from prompts.intents import INTENT_DESCRIPTIONS, INTENTS
 from prompts.planner import INTERPRET_SYSTEM_PROMPT, REASONS
 
@@ -86,12 +88,51 @@ def interpret(request: str, *, router: IntentRouter | None = None, llm: BaseChat
         confidence, message = routed_request.confidence, routed_request.message
     if not routed:
         routed = [{"intent": "unknown", "args": {}, "text": request, "confidence": 0.0, "understood": False}]
+    refusal = None if intents is not None else screen(request, routed, message, policy)
+    if refusal is not None:  # the whole request starts nothing, and says why
+        routed = [{"intent": "unknown", "args": {}, "text": request, "confidence": 0.0, "understood": False}]
+        message = refusal
     first = routed[0]
     return Interpretation(
         request=request, intent=first["intent"], args=first.get("args") or {}, plan=routed,
         understood=all(s.get("understood", True) for s in routed), confidence=confidence, message=message,
         reason=reason, steps=[dict(s) for s in expand(routed, policy=policy, message=message)],
     )
+
+
+#: intents that only read (what a request may still ask for when it also names something destructive)
+READ_INTENTS = frozenset({"search", "status", "explain", "feedback", "unknown"})
+#: a routed write command below this confidence starts nothing: the lowest of a correct write command in the
+#: router's held-out corpus is 0.43 ("update the lancedb table with fresh vectors" -> index)
+WRITE_MIN_CONFIDENCE = 0.40
+_DESTRUCTIVE = re.compile(r"\b(delete|deleting|remove|removing|erase|wipe|destroy|drop|purge|truncate|overwrite|"
+                          r"uninstall|shut\s*down|kill|rm)\b", re.IGNORECASE)
+_INJECTION = re.compile(r"\b(ignore|disregard|forget)\b.{0,40}\b(instructions?|rules|policy|prompt|previous)\b|"
+                        r"\bsystem prompt\b|\bjailbreak", re.IGNORECASE)
+
+
+def screen(request: str, routed: Sequence[dict[str, Any]], message: str | None, policy: PlannerPolicy
+           ) -> str | None:
+    """Why a routed request starts nothing (or None): it names destructive actions SkyScout does not have, or
+    tells it to ignore its instructions, while asking for work; parts of it were not understood; a write
+    command was read with too little confidence; or it asks for more than the policy allows."""
+    for s in routed:
+        epochs = (s.get("args") or {}).get("epochs")
+        if s["intent"] == "train" and isinstance(epochs, int) and epochs > policy.max_request_epochs:
+            return REFUSED_LIMIT.format(what=f"training for {epochs} epochs",
+                                        limit=f"at most {policy.max_request_epochs} epochs a request")
+    writes = [s for s in routed if s["intent"] not in READ_INTENTS]
+    words = sorted({m.group(0).lower() for m in _DESTRUCTIVE.finditer(request)})
+    if writes and (words or _INJECTION.search(request)):
+        return REFUSED_DESTRUCTIVE.format(words=", ".join(repr(w) for w in words) or "instructions to ignore")
+    if len(routed) > 1 and not all(s.get("understood", True) for s in routed):
+        return REFUSED_UNSURE.format(why=message or "part of it was not understood")
+    unsure = [s for s in writes if float(s.get("confidence", 1.0)) < WRITE_MIN_CONFIDENCE]
+    if unsure:
+        s = unsure[0]
+        return REFUSED_UNSURE.format(why=f"{s['text']!r} reads as '{s['intent']}' with confidence "
+                                         f"{float(s['confidence']):.2f}, below {WRITE_MIN_CONFIDENCE}")
+    return None
 
 
 def make_step(n: int, agent: str, action: str, args: dict[str, Any], text: str, *, origin: str = "user",

@@ -18,7 +18,9 @@ from agents.context import AgentContext
 from agents.plans import make_step, next_step_id
 from agents.policy import Decision, DecisionAction, PlannerPolicy
 from agents.records import Step, StepResult, step_result
+from agents.toolkit import READ_TOOLS
 from app.indexing import index_state
+from prompts.agents import REFUSED_FOR_READ, REFUSED_LIMIT
 from prompts.planner import REASONS
 from tools.catalog import Catalog
 
@@ -33,6 +35,8 @@ STEP_ACTIONS: dict[str, DecisionAction] = {
     "detect": "detect",
 }  # fmt: skip
 Goto = Literal["data", "caption", "training", "embedding", "query", "planner", "approve", "finish"]
+#: the planner's own steps a caller with the ``read`` scope may ask for
+READ_PLANNER_STEPS = frozenset({"status", "explain"})
 
 @dataclass
 class Turn:
@@ -98,10 +102,27 @@ class Supervisor:
         before = next((r for r in reversed(results) if r["step"] == dep), None)
         return before is None or before["status"] != "ok"
 
+    def refusal(self, step: Step) -> str | None:
+        """Why a step may not run for this caller (its scope, the policy's limits), or None."""
+        if self.ctx.scope != "operate" and step["action"] not in READ_TOOLS | READ_PLANNER_STEPS:
+            return REFUSED_FOR_READ.format(action=step["action"])
+        epochs = step["args"].get("epochs") if step["action"] == "train_candidate" else None
+        if isinstance(epochs, int) and epochs > self.policy.max_request_epochs:
+            return REFUSED_LIMIT.format(what=f"training for {epochs} epochs",
+                                        limit=f"at most {self.policy.max_request_epochs} epochs a request")
+        return None
+
     def _check(self, step: Step, turn: Turn) -> bool:
         """The pre-step checks; True when the plan changed at this position (look again)."""
+        refused = None if step.get("error") else self.refusal(step)
+        if refused is not None:
+            turn.results.append(step_result(step, "failed", f"refused: {refused}", {"error": refused,
+                                                                                     "refused": True}))
+            self.outcome(step, f"refused: {refused}")
+            turn.current += 1
+            return True
         if step["action"] in ("search_images", "detect") and not step.get("error") and \
-                self._index_before_search(step, turn):
+                self.ctx.scope == "operate" and self._index_before_search(step, turn):
             return True
         if step["action"] == "build_index" and step.get("only_if_stale") and self._skip_fresh_index(step, turn):
             return True

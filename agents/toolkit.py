@@ -29,11 +29,14 @@ from pydantic import BaseModel, ValidationError
 
 from agents.context import AgentContext
 from agents.records import Step, StepResult, StepStatus, resolve_refs, step_result
-from prompts.agents import AGENT_TASK_TEMPLATE
+from prompts.agents import AGENT_TASK_TEMPLATE, REFUSED_FOR_READ
 
 log = logging.getLogger(__name__)
 
 ProgressWriter = Callable[[dict[str, Any]], None]
+#: the tools a caller with the ``read`` scope may use: they write nothing but a feedback mark
+READ_TOOLS: frozenset[str] = frozenset({"search_images", "explain_hit", "record_feedback", "report_rejects",
+                                        "index_status"})
 _progress: contextvars.ContextVar[ProgressWriter | None] = contextvars.ContextVar("progress", default=None)
 
 
@@ -77,7 +80,11 @@ class ToolSpec:
     description: str
 
     def call(self, ctx: AgentContext, args: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
-        """(content, artifact): the tool's summary and data, or ``error: ...`` and the error."""
+        """(content, artifact): the tool's summary and data, or ``error: ...`` and the error. A caller that may
+        only read (``ctx.scope == "read"``) gets a refusal from every tool but :data:`READ_TOOLS`."""
+        if ctx.scope != "operate" and self.name not in READ_TOOLS:
+            message = REFUSED_FOR_READ.format(action=self.name)
+            return f"error: {message}", {"error": message, "error_type": "PermissionError"}
         try:
             out = self.fn(ctx, self.args_schema(**args))
         except ValidationError as exc:
@@ -197,4 +204,4 @@ class ToolAgent:
         return step_result(step, status, summary, data, agent=self.name)
 
 
-__all__ = ["ProgressWriter", "ToolAgent", "ToolOutput", "ToolSpec", "progress_to", "report_progress"]
+__all__ = ["READ_TOOLS", "ProgressWriter", "ToolAgent", "ToolOutput", "ToolSpec", "progress_to", "report_progress"]

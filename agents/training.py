@@ -9,6 +9,8 @@ guardrails.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -17,7 +19,7 @@ from agents.context import AgentContext
 from agents.toolkit import ToolAgent, ToolOutput, ToolSpec, report_progress
 from app.evaluation import compare_with_active
 from app.training import train
-from prompts.agents import AGENT_SYSTEM_PROMPTS, SUMMARIES, TOOL_DESCRIPTIONS
+from prompts.agents import AGENT_SYSTEM_PROMPTS, REFUSED_LIMIT, SUMMARIES, TOOL_DESCRIPTIONS
 
 
 class TrainArgs(BaseModel):
@@ -60,12 +62,31 @@ def _progress(info: Any) -> None:
                     loss=round(float(info.loss), 4))
 
 
+def _limited(minutes: float) -> Callable[[Any], bool]:
+    """Report progress, and stop (resumably) once the policy's training minutes are spent."""
+    deadline = time.monotonic() + minutes * 60
+
+    def on_step(info: Any) -> bool:
+        _progress(info)
+        return time.monotonic() > deadline
+
+    return on_step
+
+
 def train_candidate(ctx: AgentContext, args: TrainArgs) -> ToolOutput:
-    """Fine-tune a candidate; an interrupted run with the same inputs is resumed from its checkpoint."""
+    """Fine-tune a candidate; an interrupted run with the same inputs is resumed from its checkpoint. The run
+    stops, resumably, after the policy's ``max_training_minutes``."""
+    if args.epochs is not None and args.epochs > ctx.policy.max_request_epochs:
+        raise PermissionError(REFUSED_LIMIT.format(what=f"training for {args.epochs} epochs",
+                                                   limit=f"at most {ctx.policy.max_request_epochs} epochs"))
     result = train(ctx.app, model=args.model, dataset=args.dataset, overrides=_overrides(ctx, args),
-                   resume="auto", on_step=_progress)
+                   resume="auto", on_step=_limited(ctx.policy.max_training_minutes))
     if not result.get("completed"):
-        raise RuntimeError(f"training stopped before the end (job {result.get('job_id')}); ask again to resume")
+        why = result.get("stopped") or "stopped before the end"
+        if why == "stopped before the end":
+            why = f"stopped at the policy's limit of {ctx.policy.max_training_minutes:g} minutes"
+        raise RuntimeError(f"training {why} at step {result.get('steps')} (job {result.get('job_id')}); "
+                           "ask again to resume it from its checkpoint")
     data = {"model_version": result["model_version"], "base": result["base"], "dataset_id": result["dataset"],
             "job_id": result["job_id"], "run_dir": result["run_dir"], "steps": result["steps"],
             "final_loss": float(result["final_loss"]), "train_images": result["train_images"],

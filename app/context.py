@@ -8,6 +8,8 @@ LanceDB connection (one registry per store kind), opened indexes, loaded models.
 
 from __future__ import annotations
 
+import os
+import secrets
 import threading
 from functools import cached_property
 from typing import TYPE_CHECKING
@@ -33,6 +35,7 @@ class AppContext:
             self.__dict__["models"] = models
         self._registries: dict[str, IndexRegistry] = {}
         self._stores: dict[tuple[str, str], VectorStore] = {}
+        self._secrets: dict[str, bytes] = {}
         self._lock = threading.Lock()
 
     @cached_property
@@ -41,6 +44,20 @@ class AppContext:
         catalog = Catalog(self.config.catalog_path, guard_dirs=(self.config.models_dir, self.config.indexes_dir))
         catalog.reconcile_jobs()
         return catalog
+
+    def secret(self, name: str) -> bytes:
+        """A random key of this home (``<home>/secrets/<name>``, made on first use, readable by its owner only)."""
+        with self._lock:
+            if name not in self._secrets:
+                path = self.config.home / "secrets" / name
+                if not path.is_file():
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    fd = os.open(path.with_suffix(f".{os.getpid()}.tmp"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                    with os.fdopen(fd, "wb") as fh:
+                        fh.write(secrets.token_bytes(32))
+                    path.with_suffix(f".{os.getpid()}.tmp").replace(path)
+                self._secrets[name] = path.read_bytes()
+            return self._secrets[name]
 
     @cached_property
     def device(self) -> str:

@@ -11,7 +11,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -50,6 +50,7 @@ class ModelCache:
         self._make_captioner = make_captioner
         self._models: OrderedDict[str, LoadedModel] = OrderedDict()
         self._captioners: dict[str, Captioner] = {}
+        self._query_encoders: dict[str, tuple[LoadedModel, TextEncoder]] = {}
         self._lock = threading.Lock()
 
     def model(self, load_spec: str) -> LoadedModel:
@@ -66,8 +67,22 @@ class ModelCache:
             loaded = loader(load_spec, cache_dir=self.cache_dir, device=self.device, progress=False)
             self._models[load_spec] = loaded
             while len(self._models) > self.max_models:
-                self._models.popitem(last=False)
+                evicted, _ = self._models.popitem(last=False)
+                self._query_encoders.pop(evicted, None)
             return loaded
+
+    def query_encoder(self, load_spec: str) -> TextEncoder:
+        """The search queries' text encoder of a model: concurrent searches share one forward pass, recent
+        texts are cached (:class:`tools.text_batching.BatchingTextEncoder`); built once per loaded model."""
+        from tools.text_batching import BatchingTextEncoder
+
+        loaded = self.model(load_spec)
+        with self._lock:
+            known = self._query_encoders.get(load_spec)
+            if known is None or known[0] is not loaded:
+                known = (loaded, BatchingTextEncoder(text_encoder_of(loaded, self.device)))
+                self._query_encoders[load_spec] = known
+            return known[1]
 
     def captioner(self, name: str) -> Captioner:
         """The captioner called ``name`` (built now if it is not cached)."""
@@ -85,6 +100,7 @@ class ModelCache:
         """Drop one cached model (e.g. after its checkpoint file was replaced)."""
         with self._lock:
             self._models.pop(load_spec, None)
+            self._query_encoders.pop(load_spec, None)
 
     def __contains__(self, load_spec: object) -> bool:
         return load_spec in self._models
@@ -103,6 +119,22 @@ def text_encoder_of(loaded: LoadedModel, device: str) -> TextEncoder:
     return text_encoder(loaded.model, loaded.tokenizer, device=device)
 
 
+def pil_image_encoder_of(loaded: LoadedModel, device: str) -> Callable[[list[Any]], np.ndarray]:
+    """Decoded images (PIL) -> unit rows, with the model's evaluation transform and image tower."""
+    import torch
+
+    def encode(images: list[Any]) -> np.ndarray:
+        if not images:
+            return np.zeros((0, loaded.embed_dim), dtype=np.float32)
+        pixels = torch.stack([loaded.preprocess_val(im) for im in images]).to(device)
+        model: Any = loaded.model  # open_clip-style: encode_image(normalize=)
+        with torch.inference_mode():
+            rows: np.ndarray = model.encode_image(pixels, normalize=True).float().cpu().numpy()
+        return rows
+
+    return encode
+
+
 def image_encoder_of(loaded: LoadedModel, device: str) -> ImageFileEncoder:
     """Image files -> unit rows, with the model's evaluation transform and image tower."""
     from tools.evaluation import encode_image_files
@@ -114,4 +146,4 @@ def image_encoder_of(loaded: LoadedModel, device: str) -> ImageFileEncoder:
 
 
 __all__ = ["ImageFileEncoder", "ModelCache", "ModelRef", "TextEncoder", "image_encoder_of", "load",
-           "text_encoder_of"]
+           "pil_image_encoder_of", "text_encoder_of"]

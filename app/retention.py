@@ -18,7 +18,6 @@ from typing import Any
 
 from app.context import AppContext
 from tools.indexes import alias_name
-from tools.modelops import RUN_STATE_FILES
 from tools.modelref import active_model_key
 from tools.stores.base import index_name_for_model
 
@@ -81,7 +80,8 @@ def _old_models(ctx: AppContext, report: GcReport, keep: set[str]) -> None:
         if run_dir.is_dir() and run_dir.is_relative_to(runs):
             _delete(report, run_dir, f"model version {mv['id']} ({mv['status']}) is outside the retention policy")
         index = index_name_for_model(mv["id"])
-        if index != live_index and catalog.get_index(index) and catalog.get_index(index)["state"] != "dropped":
+        info = catalog.get_index(index)
+        if index != live_index and info is not None and info["state"] != "dropped":
             report.dropped_indexes.append(index)
             if not report.dry_run:
                 drop_index(ctx, index)
@@ -92,8 +92,10 @@ def _old_models(ctx: AppContext, report: GcReport, keep: set[str]) -> None:
 
 def _run_states(ctx: AppContext, report: GcReport, keep_checkpoints: bool) -> None:
     """Checkpoints of finished runs, and of interrupted runs that a later finished run replaced."""
+    from tools.modelops import RUN_STATE_FILES  # torch: only when gc runs, never when the CLI starts
+
     jobs = sorted(ctx.catalog.list_jobs(kind="train", limit=10_000), key=lambda j: j.created_at)
-    finished_inputs = {}
+    finished_inputs: dict[tuple[str, ...], float] = {}
     for job in jobs:
         if job.state == "succeeded":
             key = tuple(str(job.params.get(k)) for k in ("base", "dataset", "config"))

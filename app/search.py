@@ -8,18 +8,25 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-from typing import Any
+import hashlib
+import hmac
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from app.context import AppContext
 from app.images import resolve_image
 from app.indexing import open_active_index
-from app.models import image_encoder_of, text_encoder_of
+from app.models import ImageFileEncoder, pil_image_encoder_of
 from app.scenes import resolve_scene
 from tools.indexes import active_index
+from tools.paths import check_allowed
 from tools.search import Query, SearchResult, text_vector
 from tools.search import search as search_index
+
+if TYPE_CHECKING:
+    from tools.models import LoadedModel
 
 #: metadata filter keys whose values are labels (matched without regard to case)
 LABEL_KEYS = ("label", "labels")
@@ -51,15 +58,59 @@ def resolved(ctx: AppContext, query: Query) -> Query:
 
 
 def search(ctx: AppContext, query: Query, *, store: str | None = None) -> SearchResult:
-    """Rank the active index's images for ``query``; each hit is described from the catalog."""
+    """Rank the active index's images for ``query``; each hit is described from the catalog.
+
+    Query texts go through the model's shared query encoder (concurrent searches batched, recent texts
+    cached); an example image that is not in the index is read again only through
+    :func:`tools.thumbnails.read_checked` (inside the data roots, unchanged since ingestion). The result's
+    ``query_id`` is signed, so feedback can only name a search this home answered.
+    """
     query = resolved(ctx, query)
     active = open_active_index(ctx, store)
-    _, loaded = ctx.load_model(active.model)
+    ref, loaded = ctx.load_model(active.model)
     result = search_index(query, store=active.store, catalog=ctx.catalog,
-                          encode_text=text_encoder_of(loaded, ctx.device),
-                          encode_images=image_encoder_of(loaded, ctx.device))
+                          encode_text=ctx.models.query_encoder(ref.load_spec),
+                          encode_images=example_image_encoder(ctx, loaded))
     result.model = active.model
+    result.query_id = sign_query_id(ctx, result.query_id)
     return result
+
+
+def example_image_encoder(ctx: AppContext, loaded: LoadedModel) -> ImageFileEncoder:
+    """Catalogued files -> unit rows, each file checked first (roots, content hash, size; see
+    :func:`tools.thumbnails.read_checked`): a file swapped for a symlink out of the roots, or for other
+    bytes, is refused, and an unreadable one is a clear error rather than a crash."""
+    from tools.imageio import is_chip_uri, load_rgb, sha256_bytes
+    from tools.thumbnails import ImageChangedError, ImageGoneError, decode, read_checked
+
+    def read(uri: str) -> Any:
+        if is_chip_uri(uri):
+            check_allowed(uri.split("#", 1)[0], ctx.config.roots)
+            try:
+                return load_rgb(uri)
+            except OSError as exc:
+                raise ImageGoneError(f"the scene of an example image can no longer be read ({exc})") from None
+        data, img = read_checked(uri, None, roots=ctx.config.roots, max_pixels=ctx.config.max_pixels)
+        ids = {r["id"] for r in ctx.catalog.query("SELECT id FROM images WHERE uri = ? AND status = 'ok'", (uri,))}
+        if sha256_bytes(data) not in ids:
+            raise ImageChangedError(f"the file of an example image ({Path(uri).name}) changed since it was "
+                                    "ingested; ingest it again")
+        return decode(img)
+
+    encode = pil_image_encoder_of(loaded, ctx.device)
+    return lambda uris: encode([read(u) for u in uris])
+
+
+def sign_query_id(ctx: AppContext, query_id: str) -> str:
+    """``query_id`` with a signature of this home's key appended (``q-<random>-<signature>``)."""
+    mac = hmac.new(ctx.secret("query-ids"), query_id.encode(), hashlib.sha256).hexdigest()[:12]
+    return f"{query_id}-{mac}"
+
+
+def is_signed_query_id(ctx: AppContext, query_id: str) -> bool:
+    """Whether ``query_id`` came from a search of this home (:func:`sign_query_id`)."""
+    base, sep, _ = query_id.rpartition("-")
+    return bool(sep and base) and hmac.compare_digest(sign_query_id(ctx, base), query_id)
 
 
 def explain_hit(ctx: AppContext, image_id: str, query: str) -> dict[str, Any]:
@@ -70,8 +121,8 @@ def explain_hit(ctx: AppContext, image_id: str, query: str) -> dict[str, Any]:
     if image_id not in found:
         raise LookupError(f"image {image_id} is not in the active index {active.name}")
     vector = np.asarray(found[image_id][0], dtype=np.float32)
-    _, loaded = ctx.load_model(active.model)
-    encode = text_encoder_of(loaded, ctx.device)
+    ref, _ = ctx.load_model(active.model)
+    encode = ctx.models.query_encoder(ref.load_spec)
     q = text_vector(encode, query)
     record = ctx.catalog.get_image(image_id)
     captions = ctx.catalog.captions_of(image_id)
@@ -90,6 +141,8 @@ def record_feedback(ctx: AppContext, *, image_id: str, relevant: bool, query: st
                     query_id: str | None = None) -> int:
     """Store a relevant / not relevant mark on a search result, with the model of the active index."""
     image_id = resolve_image(ctx, image_id)
+    if query_id is not None and not is_signed_query_id(ctx, query_id):
+        raise LookupError(f"unknown query id {query_id!r}: give the query_id a search of this SkyScout returned")
     try:
         model: str | None = str(active_index(ctx.catalog, ctx.store_kind())["model"])
     except LookupError:
@@ -98,4 +151,5 @@ def record_feedback(ctx: AppContext, *, image_id: str, relevant: bool, query: st
                                     model=model)
 
 
-__all__ = ["LABEL_KEYS", "canonical_filters", "explain_hit", "record_feedback", "resolved", "search"]
+__all__ = ["LABEL_KEYS", "canonical_filters", "example_image_encoder", "explain_hit", "is_signed_query_id",
+           "record_feedback", "resolved", "search", "sign_query_id"]

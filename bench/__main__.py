@@ -16,10 +16,11 @@ BENCHES = {
     "gpu": "bench.bench_gpu",
     "scenes": "bench.bench_scenes",
     "astra": "bench.bench_astra",
+    "search": "bench.bench_search",
 }
-QUICK = ["ingest", "training", "embedding", "lancedb"]
+QUICK = ["ingest", "training", "embedding", "lancedb", "search"]
 #: arguments for each benchmark when several run in one go (`make bench`): minutes, not hours
-QUICK_ARGS = {"lancedb": ["--n", "100000"]}
+QUICK_ARGS = {"lancedb": ["--n", "100000"], "search": ["--seconds", "5"]}
 
 
 def main(argv: list[str]) -> int:

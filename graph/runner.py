@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -30,6 +31,7 @@ from pydantic import BaseModel, Field
 from agents.context import AgentContext
 from graph.builder import build_graph
 from prompts.agents import ANSWER_AWAITING
+from tools.catalog import origin as job_origin
 
 if TYPE_CHECKING:
     from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -77,6 +79,22 @@ def new_thread_id(prefix: str = "t") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
+class ThreadBusyError(RuntimeError):
+    """Another request runs on this thread right now (in this process)."""
+
+    for_user = True
+
+    def __init__(self, thread_id: str) -> None:
+        super().__init__(f"thread {thread_id} is running another request right now; wait for it to finish "
+                         "(its outcome stays on the thread) or use another thread")
+        self.thread_id = thread_id
+
+
+def job_origin_of(thread_id: str) -> Any:
+    """Record ``thread:<id>`` as the origin of the jobs started while the block runs."""
+    return job_origin(f"thread:{thread_id}")
+
+
 class RunOutcome(BaseModel):
     """How a run ended and what it produced (``to_dict`` is the ``--json`` document)."""
 
@@ -111,6 +129,32 @@ class AgentRunner:
     def __init__(self, context: AgentContext, *, checkpointer: BaseCheckpointSaver[Any]) -> None:
         self.context = context
         self.graph = build_graph().compile(checkpointer=checkpointer)
+        self._running: set[str] = set()  # threads with a run in progress in this process
+        self._running_lock = threading.Lock()
+
+    @contextmanager
+    def _claim(self, thread_id: str) -> Iterator[None]:
+        """Hold ``thread_id`` for one run; a second run on it meanwhile gets :class:`ThreadBusyError`. The
+        jobs the run starts record the thread as their origin (see :meth:`cancel_jobs`)."""
+        with self._running_lock:
+            if thread_id in self._running:
+                raise ThreadBusyError(thread_id)
+            self._running.add(thread_id)
+        try:
+            with job_origin_of(thread_id):
+                yield
+        finally:
+            with self._running_lock:
+                self._running.discard(thread_id)
+
+    def cancel_jobs(self, thread_id: str) -> list[str]:
+        """Ask the running jobs that a run on ``thread_id`` started to stop at their next batch (e.g. its
+        client went away); returns their ids."""
+        catalog = self.context.app.catalog
+        found = [j.id for j in catalog.list_jobs(state="running", limit=1000) if j.origin == f"thread:{thread_id}"]
+        for job_id in found:
+            catalog.request_cancel(job_id)
+        return found
 
     @staticmethod
     def config(thread_id: str) -> RunnableConfig:
@@ -150,8 +194,15 @@ class AgentRunner:
                intents: Sequence[dict[str, Any]] | None = None, context: AgentContext | None = None
                ) -> Iterator[Event]:
         """The run's events as they happen: each node's update, and the progress long steps report."""
+        with self._running_lock:
+            if thread_id in self._running:
+                raise ThreadBusyError(thread_id)
         payload, _ = self._input(request, thread_id, approve, intents)
-        return self._events(payload, thread_id, context)
+        return self._claimed_events(payload, thread_id, context)
+
+    def _claimed_events(self, payload: Any, thread_id: str, context: AgentContext | None) -> Iterator[Event]:
+        with self._claim(thread_id):
+            yield from self._events(payload, thread_id, context)
 
     def _events(self, payload: Any, thread_id: str, context: AgentContext | None) -> Iterator[Event]:
         if payload is _NOTHING:
@@ -169,16 +220,17 @@ class AgentRunner:
         with the error; its finished steps stay checkpointed, and running the thread again continues it.
         """
         thread_id = thread_id or new_thread_id()
-        payload, resumed = self._input(request, thread_id, approve, intents)
-        error: str | None = None
-        try:
-            for event in self._events(payload, thread_id, context):
-                if on_event is not None:
-                    on_event(event)
-        except Exception as exc:  # noqa: BLE001 - reported to the caller; the thread can be continued
-            log.exception("run on thread %s failed", thread_id)
-            error = f"{type(exc).__name__}: {exc}"
-        return self.outcome(thread_id, resumed=resumed, error=error)
+        with self._claim(thread_id):
+            payload, resumed = self._input(request, thread_id, approve, intents)
+            error: str | None = None
+            try:
+                for event in self._events(payload, thread_id, context):
+                    if on_event is not None:
+                        on_event(event)
+            except Exception as exc:  # noqa: BLE001 - reported to the caller; the thread can be continued
+                log.exception("run on thread %s failed", thread_id)
+                error = f"{type(exc).__name__}: {exc}"
+            return self.outcome(thread_id, resumed=resumed, error=error)
 
     def dry_run(self, request: str, *, intents: Sequence[dict[str, Any]] | None = None) -> RunOutcome:
         """Interpret ``request`` and let the planner propose, on a new thread; nothing runs or is recorded."""
@@ -202,4 +254,5 @@ class AgentRunner:
         return RunOutcome(status="done", answer=values.get("answer"), **common)
 
 
-__all__ = ["AgentRunner", "Event", "RunOutcome", "default_checkpoint_path", "new_thread_id", "sqlite_checkpointer"]
+__all__ = ["AgentRunner", "Event", "RunOutcome", "ThreadBusyError", "default_checkpoint_path", "new_thread_id",
+           "sqlite_checkpointer"]

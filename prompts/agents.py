@@ -114,3 +114,22 @@ ANSWER_AWAITING: Final[str] = (
     "`skyscout ask --thread {thread_id} --reject`."
 )
 ANSWER_NOTHING: Final[str] = "Nothing to do."
+
+# -- what a caller may ask for, and requests that start nothing -----------------------------------------
+
+REFUSED_FOR_READ: Final[str] = (
+    "'{action}' writes or starts work, and this caller's token may only read (search, explain, status, "
+    "feedback); nothing was started. Ask with an operate token."
+)
+REFUSED_DESTRUCTIVE: Final[str] = (
+    "SkyScout has no action that deletes or drops anything ({words}), and it does not take instructions to "
+    "ignore its instructions; nothing was started. Say what to find, ingest, caption, train or index."
+)
+REFUSED_UNSURE: Final[str] = (
+    "I am not sure enough what to do ({why}), so nothing was started. Say it again plainly, one command "
+    "at a time, e.g. 'caption the images' or 'find beaches'."
+)
+REFUSED_LIMIT: Final[str] = (
+    "{what} is beyond this server's policy ({limit}); nothing was started. Ask for less, or change the "
+    "policy (SKYSCOUT_POLICY / skyscout policy)."
+)

@@ -66,6 +66,8 @@ class Settings(BaseSettings):
     keep_candidates: int = Field(3, ge=0, description="`skyscout gc` keeps the active model, its parent and this "
                                  "many newest other model versions")
     max_body_bytes: int = Field(1_000_000, description="largest HTTP request body accepted")
+    serve_threads: int = Field(1, ge=1, description="torch threads in `skyscout serve`: concurrent requests share "
+                               "the cores (on a busy 2-core machine 2 threads made a text query 10x slower)")
     improve_every: str | None = Field(None, description="run the improvement loop inside `serve`, e.g. 6h")
     watch_dirs: str = Field("", description="folders the improvement loop ingests new files from, ':'-separated")
     policy: dict[str, Any] = Field(

@@ -2,9 +2,10 @@
 
 ``create_app`` assembles the routers (``search``, ``ops``, ``agents``) over one :class:`Services` per
 process, built in the app's lifespan (never at import); the improvement loop of ``SKYSCOUT_IMPROVE_EVERY``
-runs inside it on the same services. Every ``/v1`` route needs a bearer token from
-``SKYSCOUT_API_TOKENS`` (compared in constant time): 401 without one, 403 with a wrong one. Bodies larger
-than ``SKYSCOUT_MAX_BODY_BYTES`` get 413 (FastAPI's ``max_body_size``); errors never carry a stack trace.
+runs inside it on the same services. Every route but ``/healthz`` (``/openapi.json`` and ``/docs`` too) needs
+a bearer token from ``SKYSCOUT_API_TOKENS`` (compared in constant time): 401 without one, 403 with a wrong one;
+a ``read:`` token may not start work (:mod:`service.api.deps`). Bodies larger than ``SKYSCOUT_MAX_BODY_BYTES``
+get 413 (FastAPI's ``max_body_size``); every error is ``{"error": ...}`` without a stack trace or server path.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI
 
 from service.api import agents, ops, scenes, search
-from service.api.errors import install_error_handlers
+from service.api.errors import SkyScoutAPI, install_error_handlers
 from service.context import Services
 from service.settings import Settings, load_settings
 
@@ -55,10 +56,11 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
             if loop is not None:
                 loop.stop()
 
-    app = FastAPI(title="SkyScout", version="0.1.0", lifespan=lifespan, max_body_size=settings.max_body_bytes,
-                  description="Zero-shot search in satellite imagery, run by agents.")
+    app = SkyScoutAPI(title="SkyScout", version="0.1.0", lifespan=lifespan, max_body_size=settings.max_body_bytes,
+                      description="Zero-shot search in satellite imagery, run by agents.", docs_url=None,
+                      redoc_url=None, openapi_url=None)  # the description needs a token too: ops.described
     install_error_handlers(app, max_body_bytes=settings.max_body_bytes)
-    for router in (ops.public, ops.router, search.router, agents.router, scenes.router):
+    for router in (ops.public, ops.described, ops.router, search.router, agents.router, scenes.router):
         app.include_router(router)
     return app
 

@@ -1,4 +1,9 @@
-"""What routes depend on: the process's services, and the bearer-token check."""
+"""What routes depend on: the process's services, the bearer-token check, and the token's scope.
+
+Tokens come from ``SKYSCOUT_API_TOKENS``: ``read:TOKEN`` may search, read status, jobs and thumbnails, give
+feedback and chat (a chat that searches and explains); ``operate:TOKEN`` (or a bare ``TOKEN``) may also
+start work: chat actions that write, ``/v1/improve``, cancelling jobs.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +14,11 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.context import AppContext
+from service.api.redact import Redactor
 from service.context import Services
 
 _bearer = HTTPBearer(auto_error=False)
+_RANK = {"read": 0, "operate": 1}
 
 
 def get_services(request: Request) -> Services:
@@ -23,24 +30,47 @@ def get_app(request: Request) -> AppContext:
     return get_services(request).app
 
 
+def get_redactor(request: Request) -> Redactor:
+    """What shows server paths to an HTTP caller (relative to their data root), built once per app."""
+    redactor: Redactor | None = getattr(request.app.state, "redactor", None)
+    if redactor is None:
+        config = get_app(request).config
+        redactor = request.app.state.redactor = Redactor(config.roots, config.home)
+    return redactor
+
+
 def require_token(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> None:
-    """401 without a bearer token, 403 with one that matches none of the configured tokens."""
-    tokens = get_services(request).settings.tokens
-    if not tokens:
-        return  # `serve` refuses to listen beyond loopback without tokens
+) -> str:
+    """The caller's scope; 401 without a bearer token, 403 with one that matches none of the configured ones."""
+    pairs = get_services(request).settings.token_scopes
+    if not pairs:
+        request.state.scope = "operate"  # `serve` refuses to listen beyond loopback without tokens
+        return "operate"
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
     given = credentials.credentials.encode()
     # Compare against every token so the time taken does not reveal which one nearly matched.
-    matched = False
-    for token in tokens:
-        matched |= hmac.compare_digest(given, token.encode())
-    if not matched:
+    scope: str | None = None
+    for token, token_scope in pairs:
+        if hmac.compare_digest(given, token.encode()) and (scope is None or _RANK[token_scope] > _RANK[scope]):
+            scope = token_scope
+    if scope is None:
         raise HTTPException(403, "invalid token")
+    request.state.scope = scope
+    return scope
+
+
+def require_operate(scope: Annotated[str, Depends(require_token)]) -> None:
+    """403 unless the token may start work."""
+    if scope != "operate":
+        raise HTTPException(403, "this token may only read (search, status, jobs, thumbnails, feedback, chat that "
+                                 "searches); starting or stopping work needs an operate token")
 
 
 App = Annotated[AppContext, Depends(get_app)]
 ServicesDep = Annotated[Services, Depends(get_services)]
+Scope = Annotated[str, Depends(require_token)]
+Redact = Annotated[Redactor, Depends(get_redactor)]
 AUTH = [Depends(require_token)]
+OPERATE = [Depends(require_operate)]

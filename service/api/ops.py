@@ -1,17 +1,23 @@
-"""Operations routes: ``GET /healthz``, ``GET /v1/status``, ``GET /v1/jobs``, ``GET /v1/jobs/{id}``."""
+"""Operations routes: ``GET /healthz``, ``GET /v1/status``, ``GET /v1/jobs``, ``GET /v1/jobs/{id}``,
+``POST /v1/jobs/{id}/cancel`` (operate), and the API's own description (``/openapi.json``, ``/docs``), which
+needs a token like every other route but ``/healthz``."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 
+from app.operations import cancel_job, job_doc, list_jobs
 from app.status import status
-from service.api.deps import AUTH, App
+from service.api.deps import AUTH, OPERATE, App, Redact
 from service.api.schemas import ERROR_RESPONSES
 
 public = APIRouter(tags=["ops"])
 router = APIRouter(prefix="/v1", dependencies=AUTH, responses=ERROR_RESPONSES, tags=["ops"])
+described = APIRouter(dependencies=AUTH, include_in_schema=False)
 
 
 @public.get("/healthz")
@@ -19,20 +25,39 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
+@described.get("/openapi.json")
+def openapi_route(request: Request) -> JSONResponse:
+    return JSONResponse(request.app.openapi())
+
+
+@described.get("/docs")
+def docs_route() -> HTMLResponse:
+    return get_swagger_ui_html(openapi_url="/openapi.json", title="SkyScout API")
+
+
 @router.get("/status")
-def status_route(app: App) -> dict[str, Any]:
-    return status(app)
+def status_route(app: App, redact: Redact) -> dict[str, Any]:
+    doc: dict[str, Any] = redact(status(app))
+    return doc
 
 
 @router.get("/jobs")
-def jobs_route(app: App, kind: Annotated[str | None, Query(max_length=50)] = None,
+def jobs_route(app: App, redact: Redact, kind: Annotated[str | None, Query(max_length=50)] = None,
                limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[dict[str, Any]]:
-    return [j.__dict__ for j in app.catalog.list_jobs(kind=kind, limit=limit)]
+    return [redact(job_doc(j)) for j in list_jobs(app, kind=kind, limit=limit)]
 
 
 @router.get("/jobs/{job_id}")
-def job_route(job_id: str, app: App) -> dict[str, Any]:
+def job_route(job_id: str, app: App, redact: Redact) -> dict[str, Any]:
     job = app.catalog.get_job(job_id)
     if job is None:
         raise HTTPException(404, f"no job {job_id!r}")
-    return job.__dict__
+    doc: dict[str, Any] = redact(job_doc(job))
+    return doc
+
+
+@router.post("/jobs/{job_id}/cancel", dependencies=OPERATE)
+def cancel_route(job_id: str, app: App, redact: Redact) -> dict[str, Any]:
+    """Ask a running job to stop at its next batch (what it finished stays; running it again resumes it)."""
+    doc: dict[str, Any] = redact(job_doc(cancel_job(app, job_id)))
+    return doc

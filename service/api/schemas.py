@@ -21,11 +21,12 @@ class SearchRequest(BaseModel):
         {"required": ["text"], "properties": {"text": {"type": "string", "minLength": 1}}},
         {"required": ["image_id"], "properties": {"image_id": {"type": "string"}}},
     ]})
-    text: str | None = Field(None, min_length=1, max_length=500, description="what to look for")
+    text: str | None = Field(None, min_length=1, max_length=500, pattern=r"\S",
+                             description="what to look for (not only spaces)")
     image_id: str | None = Field(None, pattern=r"^[0-9a-f]{64}$", description="an example image (more like this)")
     negative_texts: list[Annotated[str, Field(max_length=200)]] = Field(default_factory=list, max_length=10)
     negative_image_ids: list[ImageId] = Field(default_factory=list, max_length=10)
-    k: int = Field(10, ge=1, le=100)
+    k: int = Field(10, ge=1, le=100, strict=True, description="how many hits (an integer: true is not one)")
     filters: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")], Scalar] = Field(
         default_factory=dict, max_length=10, description="metadata equality filters, e.g. {'label': 'beach'}",
         json_schema_extra={"additionalProperties": False})
@@ -72,7 +73,7 @@ class ChatRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     thread_id: str = Field(default_factory=lambda: f"t-{uuid.uuid4().hex[:12]}", min_length=1, max_length=100,
                            pattern=r"^[A-Za-z0-9_.:-]+$")
-    message: str = Field(..., min_length=1, max_length=2000)
+    message: str = Field(..., min_length=1, max_length=2000, pattern=r"\S")
 
 
 class ErrorBody(BaseModel):
@@ -80,7 +81,14 @@ class ErrorBody(BaseModel):
     request_id: str | None = None
 
 
-#: the error bodies every /v1 route may answer with, for the OpenAPI schema
+class InvalidRequestBody(ErrorBody):
+    """A request that does not match the schema: the error in words, and each problem (``loc``, ``msg``)."""
+
+    details: list[dict[str, Any]] = Field(default_factory=list)
+
+
+#: the error bodies every /v1 route may answer with, for the OpenAPI schema (422 replaces FastAPI's own)
 ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
-    code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 413)
+    **{code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 413, 503)},
+    422: {"model": InvalidRequestBody},
 }

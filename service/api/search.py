@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import io
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import Response
 
 from app.search import record_feedback, search
-from service.api.deps import AUTH, App
+from service.api.deps import AUTH, App, Redact
 from service.api.schemas import ERROR_RESPONSES, FeedbackRequest, FeedbackResponse, Hit, SearchRequest, SearchResponse
 from tools.geo import aoi_from_geojson, parse_bbox
 from tools.search import Query as SearchQuery
@@ -19,13 +18,14 @@ router = APIRouter(prefix="/v1", dependencies=AUTH, responses=ERROR_RESPONSES, t
 
 
 @router.post("/search", response_model=SearchResponse)
-def search_route(body: SearchRequest, app: App) -> SearchResponse:
+def search_route(body: SearchRequest, app: App, redact: Redact) -> SearchResponse:
     query = SearchQuery(texts=[body.text] if body.text else [], images=[body.image_id] if body.image_id else [],
                         negative_texts=body.negative_texts, negative_images=body.negative_image_ids, k=body.k,
                         filter=dict(body.filters) or None, min_score=body.min_score, **_area(body))
     result = search(app, query)
-    return SearchResponse(query_id=result.query_id, index=result.index, hits=[
-        Hit(**dataclasses.asdict(h), thumbnail=f"/v1/images/{h.image_id}/thumbnail") for h in result.hits])
+    return SearchResponse(query_id=result.query_id, index=result.index, hits=[  # paths relative to their root
+        Hit(**{**dataclasses.asdict(h), "uri": redact.path(h.uri)}, thumbnail=f"/v1/images/{h.image_id}/thumbnail")
+        for h in result.hits])
 
 
 def _area(body: SearchRequest) -> dict[str, Any]:
@@ -48,19 +48,17 @@ def feedback_route(body: FeedbackRequest, app: App) -> FeedbackResponse:
 
 @router.get("/images/{image_id}/thumbnail", response_class=Response)
 def thumbnail_route(image_id: str, app: App, size: Annotated[int, Query(ge=16, le=1024)] = 256) -> Response:
-    from tools.imageio import load_rgb
-    from tools.paths import PathNotAllowedError, check_allowed
+    """A JPEG of the image, decoded at a reduced size and bounded in memory (:mod:`tools.thumbnails`); 409 when
+    the file changed since ingestion, 422 when its header claims more than SKYSCOUT_MAX_PIXELS pixels."""
+    from tools.paths import PathNotAllowedError
+    from tools.thumbnails import thumbnail_jpeg
 
     rec = app.catalog.get_image(image_id) if len(image_id) == 64 else None
     if rec is None or rec.status != "ok":
         raise HTTPException(404, f"no image {image_id!r}")
     try:
-        img = load_rgb(check_allowed(rec.uri, app.config.roots))
+        data = thumbnail_jpeg(rec.uri, rec.id, size, roots=app.config.roots, max_pixels=app.config.max_pixels,
+                              cache_dir=app.config.thumbnails_dir)
     except PathNotAllowedError:
         raise HTTPException(403, "the image lies outside the configured data roots") from None
-    except OSError:
-        raise HTTPException(404, "the image file is no longer readable") from None
-    img.thumbnail((size, size))
-    buf = io.BytesIO()
-    img.save(buf, "JPEG", quality=85)
-    return Response(buf.getvalue(), media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
+    return Response(data, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})

@@ -1,4 +1,4 @@
-"""Data and caption commands: ingest, caption, dataset, status, jobs."""
+"""Data and caption commands: ingest, caption, dataset, status (jobs: :mod:`service.commands.ops`)."""
 
 from __future__ import annotations
 
@@ -60,10 +60,6 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
     p = sub.add_parser("status", parents=[common], help="what the catalog holds")
     p.set_defaults(handler=cmd_status)
-    p = sub.add_parser("jobs", parents=[common], help="recent jobs and their progress")
-    p.add_argument("--kind")
-    p.add_argument("--limit", type=int, default=20)
-    p.set_defaults(handler=cmd_jobs)
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
@@ -155,12 +151,3 @@ def cmd_status(args: argparse.Namespace) -> int:
             print(f"decision #{d['id']} {d['action']}: {d['reason']}")
     return 0
 
-
-def cmd_jobs(args: argparse.Namespace) -> int:
-    jobs = Services().app.catalog.list_jobs(kind=args.kind, limit=args.limit)
-    if args.json:
-        print_json([j.__dict__ for j in jobs])
-    else:
-        print(table([(j.id, j.kind, j.state, j.done, j.total, j.error or "") for j in jobs],
-                    ["id", "kind", "state", "done", "total", "error"]))
-    return 0

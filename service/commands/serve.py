@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import os
+import threading
+from pathlib import Path
+from typing import Any
 
 from service.settings import load_settings
 
@@ -36,5 +40,45 @@ def cmd_serve(args: argparse.Namespace) -> int:
             f"refusing to serve on {args.host} without SKYSCOUT_API_TOKENS: set one or more bearer tokens "
             "(comma-separated), or listen on 127.0.0.1"
         )
-    uvicorn.run(create_app(settings, warm=not args.no_warm), host=args.host, port=args.port, log_level="info")
+    import torch
+
+    torch.set_num_threads(settings.serve_threads)
+    config = uvicorn.Config(create_app(settings, warm=not args.no_warm), host=args.host, port=args.port,
+                            log_level="info")
+    _Server(config, catalog_path=settings.home / "catalog.db").run()
     return 0
+
+
+def cancel_own_jobs(catalog_path: Path) -> list[str]:
+    """Ask the jobs this process runs to stop at their next batch (the server is shutting down)."""
+    from tools.catalog import Catalog
+
+    catalog = Catalog(catalog_path)
+    cancelled = []
+    for job in catalog.list_jobs(state="running", limit=1000):
+        if job.owner_pid == os.getpid():
+            catalog.request_cancel(job.id)
+            cancelled.append(job.id)
+    catalog.close()
+    return cancelled
+
+
+class _Server:
+    """uvicorn's server, which on SIGTERM / Ctrl-C also asks this process's running jobs (a training a chat
+    started) to stop at their next batch, so that shutting down does not wait for them, and they end
+    ``cancelled`` (resumable) rather than ``running``."""
+
+    def __init__(self, config: Any, *, catalog_path: Path) -> None:
+        import uvicorn
+
+        catalog = catalog_path
+
+        class Server(uvicorn.Server):
+            def handle_exit(self, sig: int, frame: Any) -> None:
+                threading.Thread(target=cancel_own_jobs, args=(catalog,), daemon=True).start()
+                super().handle_exit(sig, frame)
+
+        self.server = Server(config)
+
+    def run(self) -> None:
+        self.server.run()

@@ -87,7 +87,8 @@ class CatalogBase:
     def _check_integrity(self) -> None:
         """``PRAGMA quick_check`` (a page-level check, milliseconds for a catalog of thousands of images)."""
         rows = self._conn().execute("PRAGMA quick_check").fetchall()
-        problems = [str(r[0]) for r in rows if str(r[0]) != "ok"]
+        problems = [line.strip() for r in rows if str(r[0]) != "ok" for line in str(r[0]).splitlines()
+                    if line.strip() and not line.startswith("***")]
         if problems:
             raise CatalogDamagedError(f"the catalog {self.path} is damaged ({'; '.join(problems[:3])}); "
                                       f"{self._restore_hint()}")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -44,6 +45,7 @@ from tools.stores.lance_ann import (
     AnnIndexType,
     LanceAnnMixin,
 )
+from tools.stores.lance_memory import MemoryCopy
 from tools.stores.lance_rows import ID_COLUMN as _ID
 from tools.stores.lance_rows import METRIC as _METRIC
 from tools.stores.lance_rows import VECTOR_COLUMN as _VECTOR
@@ -62,6 +64,8 @@ __all__ = [
 ]
 
 _ID_CHUNK = 1000
+#: how long a store trusts the table schema it read (LanceDB's readers see other writers' versions within 5 s too)
+FIELDS_TTL_S = 5.0
 
 
 class LanceStore(LanceAnnMixin):
@@ -88,6 +92,8 @@ class LanceStore(LanceAnnMixin):
         self.ef = ef
         self._lock = threading.Lock()
         self._ann_type: str | None = None
+        self._fields: tuple[float, dict[str, FieldType]] | None = None
+        self._memory = MemoryCopy(lambda: int(self._table.version), self._table.count_rows, self._all_rows)
         self.refresh()
 
     def __repr__(self) -> str:
@@ -98,6 +104,8 @@ class LanceStore(LanceAnnMixin):
     def refresh(self) -> None:
         """Re-read the table's indexes (after another process built one)."""
         self._ann_type = None
+        self._fields = None
+        self._memory.drop()
         for idx in self._table.list_indices():
             if _VECTOR in list(idx.columns):
                 # LanceDB reports "IvfSq", "IvfHnswSq", ...: name them as build_ann_index does
@@ -109,8 +117,13 @@ class LanceStore(LanceAnnMixin):
         return self._ann_type
 
     def metadata_fields(self) -> dict[str, FieldType]:
-        """The metadata columns and how each is typed."""
-        return schema_fields(self._table.schema)
+        """The metadata columns and how each is typed (re-read at most every :data:`FIELDS_TTL_S` seconds, and
+        after each upsert here: reading the schema is a round trip through LanceDB's event loop)."""
+        cached = self._fields
+        now = time.monotonic()
+        if cached is None or now - cached[0] > FIELDS_TTL_S:
+            cached = self._fields = (now, schema_fields(self._table.schema))
+        return cached[1]
 
     # -- the VectorStore interface -----------------------------------------------------------------
 
@@ -120,12 +133,15 @@ class LanceStore(LanceAnnMixin):
             return 0
         with self._lock:
             ensure_columns(self._table, metas, self.name)
+            self._fields = None
+            self._memory.drop()
             batch = arrow_batch(self._table.schema, ids, v, metas, self.dim)
             if self._table.count_rows() == 0:
                 # nothing to match against: a plain append is the same upsert, and much faster
                 self._table.add(batch)
             else:
                 (self._table.merge_insert(_ID).when_matched_update_all().when_not_matched_insert_all().execute(batch))
+            self._memory.drop()
         return len(ids)
 
     def search(
@@ -141,13 +157,19 @@ class LanceStore(LanceAnnMixin):
     ) -> list[Hit]:
         """Nearest ids by cosine similarity; ``exact=True`` skips the ANN index (flat scan).
 
-        ``nprobes`` / ``refine_factor`` (IVF) and ``ef`` (HNSW) override the store's defaults.
+        ``nprobes`` / ``refine_factor`` (IVF) and ``ef`` (HNSW) override the store's defaults. An unfiltered
+        search of a small table without an ANN index is answered from an in-memory copy
+        (:mod:`tools.stores.lance_memory`): the same exact ranking, without LanceDB's per-query cost.
         """
         q = as_query_vector(vector, self.dim)
         if k <= 0:
             return []
         fields = self.metadata_fields()
         where = to_lance_sql(filter, fields)
+        if where is None and self._ann_type is None:
+            snapshot = self._memory.current()
+            if snapshot is not None:
+                return snapshot.search(q, k)
         query = self._table.search(q, vector_column_name=_VECTOR).distance_type(_METRIC).limit(k)
         if where is not None:
             query = query.where(where, prefilter=True)
@@ -169,11 +191,22 @@ class LanceStore(LanceAnnMixin):
             for row in table.to_pylist()
         ]
 
+    def _all_rows(self) -> tuple[list[str], np.ndarray, list[dict[str, Any]]]:
+        """Every row: ids, vectors (n, dim) and metadata (what the in-memory copy holds)."""
+        fields = self.metadata_fields()
+        table = self._table.search().select([_ID, _VECTOR, *fields]).limit(None).to_arrow()
+        vecs = table.column(_VECTOR).combine_chunks().values.to_numpy(zero_copy_only=False)
+        vecs = np.ascontiguousarray(vecs, dtype=np.float32).reshape(-1, self.dim)
+        rows = table.drop_columns([_VECTOR]).to_pylist()
+        return [r[_ID] for r in rows], vecs, [metadata_of(r, fields) for r in rows]
+
     def _id_in(self, ids: Sequence[str]) -> str:
         return f"{sql_column(_ID)} IN ({', '.join(sql_literal(i) for i in ids)})"
 
     def get(self, ids: Sequence[str]) -> dict[str, tuple[np.ndarray, dict[str, Any]]]:
         out: dict[str, tuple[np.ndarray, dict[str, Any]]] = {}
+        if not ids:
+            return out
         fields = self.metadata_fields()
         for chunk in chunked(list(dict.fromkeys(ids)), _ID_CHUNK):
             table = (
@@ -192,9 +225,11 @@ class LanceStore(LanceAnnMixin):
     def delete(self, ids: Sequence[str]) -> int:
         deleted = 0
         with self._lock:
+            self._memory.drop()
             for chunk in chunked(list(dict.fromkeys(ids)), _ID_CHUNK):
                 result = self._table.delete(self._id_in(chunk))
                 deleted += int(getattr(result, "num_deleted_rows", 0) or 0)
+            self._memory.drop()
         return deleted
 
     def count(self, filter: Mapping[str, Any] | None = None) -> int:
