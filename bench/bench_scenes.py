@@ -106,7 +106,8 @@ def _ratio(args: argparse.Namespace, tmp: Path) -> None:
     tiles_dir = tmp / "tiles"
     tiles_dir.mkdir()
     for i, chip in enumerate(cat.chip_rows()):
-        load_rgb(chip["uri"]).save(tiles_dir / f"t{i:05d}.jpg", quality=92)
+        # a comment makes every file distinct (ingestion would count a repeated window as a duplicate)
+        load_rgb(chip["uri"]).save(tiles_dir / f"t{i:05d}.jpg", quality=92, comment=f"window {i}".encode())
     tcat = Catalog(tmp / "tiles.db")
     ingest_directory(tcat, tiles_dir, allowed_roots=resolve_roots([tiles_dir]), progress=False)
     assert tcat.count_images() == n, (tcat.count_images(), n)

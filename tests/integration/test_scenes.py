@@ -130,6 +130,26 @@ def test_reingesting_adds_nothing_and_ids_are_stable(scenes: dict, tmp_path: Pat
     assert rec.footprint is not None and rec.window == [ref.x, ref.y, ref.w, ref.h]
 
 
+def test_a_moved_scene_keeps_its_chips_and_they_follow_the_file(scenes: dict, tmp_path: Path) -> None:
+    import shutil
+
+    first = tmp_path / "a" / "scene.tif"
+    first.parent.mkdir()
+    shutil.copy(scenes["stripped"].path, first)
+    cat = Catalog(tmp_path / "catalog.db")
+    roots = resolve_roots([tmp_path])
+    before = ingest_directory(cat, first, allowed_roots=roots, progress=False)
+    moved = tmp_path / "b" / "renamed.tif"
+    moved.parent.mkdir()
+    first.rename(moved)
+    after = ingest_directory(cat, moved, allowed_roots=roots, progress=False)
+    assert before.chips_added == 49 and after.chips_added == 0 and after.scenes[0]["chips_existing"] == 49
+    uris = [c["uri"] for c in cat.chip_rows()]
+    assert len(uris) == 49 and all(u.startswith(f"{moved}#window=") for u in uris)
+    assert np.asarray(load_rgb(uris[0])).shape == (256, 256, 3)
+    assert cat.list_scenes()[0].uri == str(moved)
+
+
 def test_a_truncated_scene_chips_its_readable_part_and_reports_broken_windows(scenes: dict, tmp_path: Path) -> None:
     data = scenes["stripped"].path.read_bytes()
     broken = tmp_path / "truncated.tif"
@@ -142,6 +162,8 @@ def test_a_truncated_scene_chips_its_readable_part_and_reports_broken_windows(sc
     assert min(b["window"][1] for b in report.broken) > 0  # the top rows were readable
     scene = cat.get_scene(report.scene_id)
     assert scene is not None and scene.metadata["chipping"][-1]["broken_count"] == len(report.broken)
+    again = ingest_scene(cat, broken, params=ChipParams(size=256, overlap=0.0))  # not read again, still reported
+    assert again.chips_added == 0 and again.chips_existing == report.chips_added and again.broken == report.broken
 
 
 def test_bad_scenes_are_refused_with_their_reason(scenes: dict, tmp_path: Path) -> None:

@@ -86,9 +86,13 @@ class ScenesMixin(CatalogBase):
                  json.dumps(scene.transform) if scene.transform else None, scene.nodata, scene.gsd,
                  json.dumps(scene.footprint) if scene.footprint else None, *b, scene.file_size, scene.mtime,
                  scene.source, json.dumps(scene.metadata, default=str), time.time()))
-            if not cur.rowcount:  # known content: remember where it is now
+            if not cur.rowcount:  # known content: remember where it is now, and point its chips there
+                old = conn.execute("SELECT uri FROM scenes WHERE id = ?", (scene.id,)).fetchone()["uri"]
                 conn.execute("UPDATE scenes SET uri = ?, file_size = ?, mtime = ? WHERE id = ?",
                              (scene.uri, scene.file_size, scene.mtime, scene.id))
+                if old != scene.uri:
+                    conn.execute("UPDATE images SET uri = ? || substr(uri, ?) WHERE scene_id = ?",
+                                 (scene.uri, len(old) + 1, scene.id))
         return bool(cur.rowcount)
 
     def update_scene_metadata(self, scene_id: str, metadata: dict[str, Any]) -> None:

@@ -197,6 +197,9 @@ def ingest_scene(
             source=source, metadata={**(metadata or {}), "tiled": info.tiled, "overviews": info.overviews,
                                      "chipping": []})
         report.new_scene = catalog.add_scene(scene)
+        if _already_cut(known, params, stretch, report):
+            report.seconds = time.perf_counter() - started
+            return report
 
         def refs(x: int, y: int, w: int, h: int) -> ChipRef:
             return ChipRef(str(path), x, y, w, h, params.size, bands, stretch)
@@ -210,6 +213,17 @@ def ingest_scene(
     _remember_run(catalog, scene_id, known.metadata if known else scene.metadata, params, report)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _already_cut(known: SceneRecord | None, params: ChipParams, stretch: str, report: SceneReport) -> bool:
+    """Whether this file was already cut with these parameters (then nothing is read again)."""
+    runs = [r for r in (known.metadata.get("chipping", []) if known else [])
+            if r.get("params") == params.to_dict() and r.get("stretch") == stretch]
+    if not runs:
+        return False
+    report.chips_existing, report.skipped_nodata = int(runs[-1]["chips"]), int(runs[-1]["skipped_nodata"])
+    report.broken = list(runs[-1].get("broken", []))
+    return True
 
 
 def _bbox(footprint: dict[str, Any] | None) -> list[float] | None:
