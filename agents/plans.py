@@ -59,15 +59,16 @@ class Interpretation(BaseModel):
 
 
 def interpret(request: str, *, router: IntentRouter | None = None, llm: BaseChatModel | None = None,
-              policy: PlannerPolicy | None = None, intents: Sequence[dict[str, Any]] | None = None
-              ) -> Interpretation:
+              policy: PlannerPolicy | None = None, intents: Sequence[dict[str, Any]] | None = None,
+              message: str | None = None) -> Interpretation:
     """Route ``request`` (the LLM when given, else the router) and expand it into agent steps.
 
     ``intents`` skips routing: a ready list of ``{"intent", "args", "text"}`` commands (the scheduler's
-    improvement round passes ``[{"intent": "improve"}]``).
+    improvement round passes ``[{"intent": "improve"}]``; a follow-up in a conversation, its refinement),
+    with ``message`` saying why an ``unknown`` one cannot run.
     """
     policy = policy or PlannerPolicy()
-    reason = message = None
+    reason = None
     if intents is not None:
         routed = [{"intent": i["intent"], "args": dict(i.get("args") or {}), "text": i.get("text") or request,
                    "confidence": 1.0, "understood": i["intent"] != "unknown"} for i in intents]
@@ -160,10 +161,10 @@ def expand(routed: Sequence[dict[str, Any]], *, policy: PlannerPolicy, message: 
             missing = {} if args.get("path") else {
                 "error": "say which folder or manifest to ingest, e.g. 'ingest ./data/tiles' or "
                          "'ingest ./manifest.jsonl'"}
-            add("data", "ingest_images", {"path": args.get("path"), "manifest": args.get("manifest")}, text,
-                **missing)
+            add("data", "ingest_images", {k: args.get(k) for k in ("path", "manifest", "labels_from_folders")},
+                text, **missing)
         elif intent == "caption":
-            add("caption", "caption_images", {"captioner": args.get("captioner")}, text)
+            add("caption", "caption_images", {k: args.get(k) for k in ("captioner", "from_folders")}, text)
         elif intent == "train":
             dataset = given if given.startswith("ds-") else "$dataset"
             made = None if given.startswith("ds-") else add(
@@ -196,6 +197,10 @@ def expand(routed: Sequence[dict[str, Any]], *, policy: PlannerPolicy, message: 
                 "error": "say what to detect, e.g. 'where are the airports in scene 3fa9c2'"}
             wanted = ("query", "negative", "scene", "bbox", "top_k", "threshold", "merge", "out")
             add("query", "detect", {key: args.get(key) for key in wanted}, text, **missing)
+        elif intent == "feedback":
+            add("query", "record_feedback", args, text)
+        elif intent == "export":
+            add("query", "export_results", args, text)
         elif intent in ("status", "explain", "improve"):
             add("planner", intent, args, text)
         else:

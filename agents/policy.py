@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 DecisionAction = Literal[
     "ingest", "dataset", "caption", "train", "retrain", "evaluate", "promote", "keep_active", "index",
-    "reindex", "drop_index", "search", "detect", "explain_hit", "feedback", "report_rejects", "index_status",
+    "reindex", "drop_index", "search", "detect", "explain_hit", "feedback", "export", "report_rejects", "index_status",
     "approval_requested", "approved", "declined", "nothing", "unknown",
 ]  # fmt: skip
 #: headline metric names a policy may compare on (see tools.modelops.headline)

@@ -7,13 +7,14 @@ active index, with the model that built it. Results carry image ids, paths and s
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 from agents.context import AgentContext
 from agents.toolkit import ToolAgent, ToolOutput, ToolSpec
 from app.detect import DetectRequest, detect, export_geojson
+from app.export import export_hits
 from app.images import resolve_image
 from app.search import explain_hit, record_feedback, search
 from prompts.agents import AGENT_SYSTEM_PROMPTS, DETECT_LINE, HIT_LINE, NO_HITS, SUMMARIES, TOOL_DESCRIPTIONS
@@ -61,6 +62,15 @@ class FeedbackArgs(BaseModel):
 
     image_id: str
     relevant: bool
+    query: str | None = None
+    query_id: str | None = None
+
+
+class ExportArgs(BaseModel):
+    """Arguments of ``export_results``."""
+
+    hits: list[dict[str, Any]] = Field(description="the results to export: image_id and score of each")
+    format: Literal["geojson", "json"] = "geojson"
     query: str | None = None
     query_id: str | None = None
 
@@ -147,11 +157,18 @@ def feedback(ctx: AgentContext, args: FeedbackArgs) -> ToolOutput:
                                                           query=args.query or "", feedback_id=feedback_id), data)
 
 
+def export_results(ctx: AgentContext, args: ExportArgs) -> ToolOutput:
+    """Write the results a user is looking at to a file (GeoJSON with footprints, or JSON)."""
+    data = export_hits(ctx.app, args.hits, fmt=args.format, query=args.query, query_id=args.query_id)
+    return ToolOutput(SUMMARIES["export_results"].format(**data), data)
+
+
 TOOLS = (
     ToolSpec("search_images", search_images, SearchArgs, TOOL_DESCRIPTIONS["search_images"]),
     ToolSpec("detect", detect_tool, DetectArgs, TOOL_DESCRIPTIONS["detect"]),
     ToolSpec("explain_hit", explain, ExplainHitArgs, TOOL_DESCRIPTIONS["explain_hit"]),
     ToolSpec("record_feedback", feedback, FeedbackArgs, TOOL_DESCRIPTIONS["record_feedback"]),
+    ToolSpec("export_results", export_results, ExportArgs, TOOL_DESCRIPTIONS["export_results"]),
 )
 AGENT = ToolAgent("query", TOOLS, system_prompt=AGENT_SYSTEM_PROMPTS["query"])
 

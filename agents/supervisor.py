@@ -32,6 +32,7 @@ STEP_ACTIONS: dict[str, DecisionAction] = {
     "caption_images": "caption", "train_candidate": "train", "evaluate_model": "evaluate",
     "build_index": "index", "index_status": "index_status", "drop_index": "drop_index",
     "search_images": "search", "explain_hit": "explain_hit", "record_feedback": "feedback",
+    "export_results": "export",
     "detect": "detect",
 }  # fmt: skip
 Goto = Literal["data", "caption", "training", "embedding", "query", "planner", "approve", "finish"]

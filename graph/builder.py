@@ -20,6 +20,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import Command, Overwrite, interrupt
 
 from agents.context import AgentContext
+from agents.followups import read_followup, remember_search
 from agents.planner import Planner
 from agents.policy import Decision
 from agents.records import Step
@@ -47,16 +48,31 @@ def _approved(answer: Any) -> bool:
     return bool(answer)
 
 
+def _followup(state: AgentState, ctx: AgentContext) -> tuple[list[dict[str, Any]] | None, str | None]:
+    """The commands a follow-up asks for on the thread's last search (None: not a follow-up), and why one
+    that names no such result cannot run."""
+    last = (state.get("memory") or {}).get("last_search")
+    if not last:
+        return None, None
+    try:
+        return read_followup(state["request"], last, labels=list(ctx.app.catalog.label_counts())), None
+    except LookupError as exc:
+        return [{"intent": "unknown", "text": state["request"]}], str(exc)
+
+
 def interpret(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
-    """Read the request (or take the given intents) and make the plan; a new request starts clean."""
+    """Read the request (a follow-up of the last search, or the given intents) and make the plan; a new
+    request starts clean."""
     from agents.plans import interpret as read
 
     ctx = runtime.context
-    intents = state.get("intents")
+    intents, message = state.get("intents"), None
+    if intents is None:
+        intents, message = _followup(state, ctx)
     if intents is None and ctx.llm is None:
         reading = read(state["request"], router=ctx.intent_router(), policy=ctx.policy)
     else:
-        reading = read(state["request"], llm=ctx.llm, policy=ctx.policy, intents=intents)
+        reading = read(state["request"], llm=ctx.llm, policy=ctx.policy, intents=intents, message=message)
     return {"interpretation": reading.summary(), "plan": reading.steps, "current": 0,
             "results": Overwrite([]), "decisions": Overwrite([]), "errors": Overwrite([]),
             "pending_approval": None, "answer": None}
@@ -126,8 +142,12 @@ def finish(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     ids = {d["id"] for d in decisions if d["id"] is not None}
     outcomes = {int(d["id"]): str(d["outcome"]) for d in runtime.context.app.catalog.decisions(
         limit=max(50, 4 * len(ids))) if d["id"] in ids and d["outcome"]}
-    return {"answer": format_answer(state["request"], state.get("plan", []), state.get("results", []), decisions,
-                                    outcomes)}
+    update: dict[str, Any] = {"answer": format_answer(state["request"], state.get("plan", []),
+                                                      state.get("results", []), decisions, outcomes)}
+    searched = remember_search(state.get("results", []))
+    if searched is not None:
+        update["memory"] = {**(state.get("memory") or {}), "last_search": searched}
+    return update
 
 
 def build_graph() -> StateGraph[AgentState, AgentContext, InputState, OutputState]:

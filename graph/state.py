@@ -54,6 +54,7 @@ class AgentState(InputState):
     errors: NotRequired[Errors]
     pending_approval: NotRequired[dict[str, Any] | None]  # the request shown while waiting for a person
     answer: NotRequired[str | None]
+    memory: NotRequired[dict[str, Any]]  # what the conversation remembers across requests: the last search
 
 
 class OutputState(TypedDict):

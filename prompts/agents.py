@@ -70,6 +70,8 @@ TOOL_DESCRIPTIONS: Final[dict[str, str]] = {
     "land covers is at least the threshold (default 0.5) or the top k; optionally merge touching chips "
     "into polygons. Writes the detections as GeoJSON (EPSG:4326) and returns the file and the best chips.",
     "record_feedback": "Record whether a search hit was relevant (for the next evaluation and training).",
+    "export_results": "Write search results (image ids with scores) to a GeoJSON or JSON file in SkyScout's "
+    "exports folder, with each hit's footprint when it is georeferenced.",
 }
 
 # -- result summaries -------------------------------------------------------------------------------
@@ -94,6 +96,7 @@ SUMMARIES: Final[dict[str, str]] = {
     "detect": "Detected {n} chip(s) of '{query}' ({kept}) among {scored} scored in {where}{regions}; "
     "GeoJSON written to {out}.{best}",
     "record_feedback": "Recorded that {image_id} is {verdict} for '{query}' (feedback {feedback_id}).",
+    "export_results": "Exported {count} results ({with_geometry} with a footprint) to {path}.",
 }
 
 #: one line per search hit; ``why`` says what the hit is known to be (label, closest caption)

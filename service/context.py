@@ -7,8 +7,10 @@ application context only: it never imports the agents, LangGraph or LangChain.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from app.config import AppConfig, AstraCredentials
@@ -18,6 +20,11 @@ from service.settings import Settings, load_settings
 if TYPE_CHECKING:
     from agents.context import AgentContext
     from graph.runner import AgentRunner
+
+
+def instance_id(settings: Settings) -> str:
+    """An opaque name of a SkyScout home (its resolved path, hashed): equal homes, equal ids."""
+    return hashlib.sha256(str(Path(settings.home).resolve()).encode()).hexdigest()[:12]
 
 
 def app_config(settings: Settings) -> AppConfig:

@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     api_tokens: str = Field("", description="bearer tokens accepted by the HTTP API, comma-separated; 'read:TOKEN' "
                             "may search, read status and thumbnails and give feedback, 'operate:TOKEN' (or a bare "
                             "TOKEN) may also start work (chat actions that write, improve, cancel)")
+    server_url: str | None = Field(None, description="a running `skyscout serve` of this home: CLI searches go "
+                                   "through it (unset: http://127.0.0.1:8000 when one of this home answers there)")
+    server_token: str | None = Field(None, description="bearer token for server_url (default: the first API token)")
     keep_checkpoints: bool = Field(False, description="keep finished training runs' checkpoints (resumable state)")
     keep_candidates: int = Field(3, ge=0, description="`skyscout gc` keeps the active model, its parent and this "
                                  "many newest other model versions")

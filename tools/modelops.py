@@ -255,21 +255,21 @@ def evaluate_items(
         classifier = zero_shot_classifier(encode_texts, phrases, list(templates))
         labels = np.array([classes.index(items[i].labels[0]) for i in labelled])
         zs = zero_shot_accuracy(feats[labelled], labels, classifier, classnames=classes)
-        out["zeroshot"] = zs
+        out["zeroshot"] = {**zs, "image_ids": [items[i].image_id for i in labelled]}
     captioned = [i for i, it in enumerate(items) if it.captions]
     if captioned:
         texts, owner = [], []
-        for i in captioned:
-            for t in items[i].captions:
-                texts.append(t)
-                owner.append(captioned.index(i))
+        for pos, i in enumerate(captioned):
+            texts += items[i].captions
+            owner += [pos] * len(items[i].captions)
         text_feats = encode_texts(texts)
         img = feats[captioned]
-        out["retrieval"] = retrieval_metrics(img, text_feats, owner)
+        ids = [items[i].image_id for i in captioned]
+        out["retrieval"] = {**retrieval_metrics(img, text_feats, owner), "image_ids": ids}
         if all(items[i].labels for i in captioned):
             img_labels = [items[i].labels[0] for i in captioned]
-            out["retrieval_class_aware"] = class_aware_retrieval_metrics(
-                img, text_feats, img_labels, [img_labels[o] for o in owner])
+            out["retrieval_class_aware"] = {**class_aware_retrieval_metrics(
+                img, text_feats, img_labels, [img_labels[o] for o in owner], text_to_image=owner), "image_ids": ids}
     return out
 
 

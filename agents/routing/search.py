@@ -62,6 +62,12 @@ _QUERY_PREFIX_RES = tuple(
         r"^(?:(?:satellite|aerial)\s+)?(?:images?|imagery|pictures?|photos?|tiles?|scenes?)"
         r"(?:\s+(?:of|with|showing|containing|that\s+(?:show|contain)|depicting))?(?:\s+|$)",
         r"^(?:of|for|with|showing)\s+",
+        # filler that says "looks like": "tiles that look like vineyards", "something resembling farmland"
+        r"^(?:(?:places?|areas?|spots?|locations?|things?|ones?|something|anything|stuff)\s+)?"
+        r"(?:(?:that|which)\s+)?(?:(?:look|looks|looking|seem|seems|appear|appears)\s+(?:like|to\s+be)|"
+        r"resembl(?:e|es|ing)|similar\s+to)\s+",
+        r"^(?:(?:places?|areas?|spots?|locations?)\s+)?(?:(?:that|which|where)\s+)?"
+        r"(?:show|shows|contain|contains|have|has|depict|depicts|there\s+(?:are|is))\s+",
     )
 )
 _NUMBER = r"-?\d+(?:\.\d+)?"

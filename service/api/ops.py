@@ -21,8 +21,12 @@ described = APIRouter(dependencies=AUTH, include_in_schema=False)
 
 
 @public.get("/healthz")
-def healthz() -> dict[str, str]:
-    return {"status": "ok"}
+def healthz(request: Request) -> dict[str, str]:
+    """Liveness, and which SkyScout home this server serves (an opaque id: the CLI uses the server for
+    its reads only when it is the same home)."""
+    from service.context import instance_id
+
+    return {"status": "ok", "instance": instance_id(request.app.state.services.settings)}
 
 
 @described.get("/openapi.json")

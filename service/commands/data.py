@@ -35,6 +35,10 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--limit", type=int, help="caption at most this many images")
     p.add_argument("--only-uncaptioned", action="store_true",
                    help="only images with no caption from any source (default: none from this captioner)")
+    p.add_argument("--also-captioned", action="store_true",
+                   help="also images that have better captions (human or model) than this captioner's")
+    p.add_argument("--from-folders", action="store_true",
+                   help="template: caption images without a label from their folder's name (ranked lowest)")
     add_engine_options(p)
     p.set_defaults(handler=cmd_caption)
 
@@ -90,6 +94,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 def cmd_caption(args: argparse.Namespace) -> int:
     report = caption(Services().app, captioner=args.captioner, captioner_model=args.captioner_model,
                      batch_size=args.batch_size, limit=args.limit, only_uncaptioned=args.only_uncaptioned,
+                     also_captioned=args.also_captioned, from_folders=args.from_folders,
                      progress=not (args.no_progress or args.json), engine=args.engine,
                      ray=ray_options(args, args.batch_size))
     doc = report.to_dict()

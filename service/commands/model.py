@@ -6,12 +6,13 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from app.status import promote
+from app.status import promote, record_manual
 from service.commands.launch_options import add_launch_options, in_torchrun, is_main_rank, launch_torchrun
 from service.commands.train_options import add_train_options, train_overrides
 from service.context import Services
 from service.output import kv, print_json, table
 from tools.modelref import active_model_key
+from tools.stats import top_confusions
 
 MODEL_HELP = "preset name, openclip:ARCH/TAG, path:FILE, a model version id (mv-...), or active (default)"
 
@@ -71,10 +72,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.nproc_per_node and not in_torchrun():  # one command: torchrun runs this one in each worker
         return launch_torchrun(args)
     resume: Any = "never" if args.resume is None else "latest" if args.resume == "latest" else Path(args.resume)
-    result = train(Services().app, model=args.model, dataset=args.dataset, overrides=train_overrides(args),
+    app = Services().app
+    result = train(app, model=args.model, dataset=args.dataset, overrides=train_overrides(args),
                    caption_sources=args.caption_sources, resume=resume, progress=not (args.no_progress or args.json))
     if not is_main_rank():
         return 0  # under torchrun, rank 0 reports and records
+    if result.get("completed"):
+        record_manual(app, "train", f"`skyscout train --model {args.model}`",
+                      {"base": result["base"], "dataset": result["dataset"], "config": result["config"]},
+                      f"ok: candidate {result['model_version']}")
     if args.json:
         print_json(result)
     else:
@@ -89,7 +95,11 @@ def _eval_rows(doc: dict[str, Any]) -> list[tuple[str, Any]]:
     rows: list[tuple[str, Any]] = [("model", doc.get("model")), ("data", doc.get("dataset") or doc.get("manifest")),
                                    ("split", doc.get("split")), ("images", doc.get("n_images"))]
     if "zeroshot" in doc:
-        rows += [("zero-shot top-1", doc["zeroshot"]["top1"]), ("zero-shot top-5", doc["zeroshot"]["top5"])]
+        zs = doc["zeroshot"]
+        rows += [("zero-shot top-1", zs["top1"]), ("zero-shot top-5", zs["top5"])]
+        rows += [(f"  top-1 {name}", acc) for name, acc in sorted(zs.get("per_class", {}).items(), key=lambda x: x[1])]
+        rows += [(f"  confused: {c['true']} -> {c['predicted']}", f"{c['count']} ({c['share']:.0%})")
+                 for c in top_confusions(zs.get("confusion") or {})]
     for kind in ("retrieval", "retrieval_class_aware"):
         if kind in doc:
             m = doc[kind]

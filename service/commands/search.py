@@ -8,6 +8,7 @@ from typing import Any
 from app.indexing import build_index
 from app.search import record_feedback, search
 from service.commands.engine_options import add_engine_options, ray_options
+from service.commands.remote import find_server, remote_query
 from service.commands.scenes import add_area_options, area_of
 from service.context import Services
 from service.output import kv, print_json, table
@@ -34,7 +35,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     s = sub.add_parser("search", parents=[common], help="find tiles by text and/or example images")
     s.add_argument("text", nargs="*", help="what to look for, e.g. 'beach' (several words: one phrase)")
     s.add_argument("-k", type=int, default=10, help="how many results (default 10)")
-    s.add_argument("--image", action="append", default=[], help="an example image id (repeatable)")
+    s.add_argument("--image", action="append", default=[],
+                   help="an example image: its id, an id prefix, or its file path (repeatable)")
     s.add_argument("--not", dest="negative", action="append", default=[], help="text to steer away from")
     s.add_argument("--not-image", action="append", default=[], help="example image id to steer away from")
     s.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
@@ -65,10 +67,16 @@ def parse_filters(pairs: list[str]) -> dict[str, Any] | None:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    report = build_index(Services().app, model=args.model, store=args.store, batch_size=args.batch_size,
+    from app.status import record_manual
+
+    app = Services().app
+    report = build_index(app, model=args.model, store=args.store, batch_size=args.batch_size,
                          num_workers=args.num_workers, activate=not args.no_activate,
                          progress=not (args.no_progress or args.json), engine=args.engine,
                          preprocess=args.preprocess, ray=ray_options(args, args.batch_size))
+    record_manual(app, "index", f"`skyscout index --model {args.model}`",
+                  {"index": report.index, "model": report.model},
+                  f"{'activated' if report.activated else 'built, not activated'}: {report.count} vectors")
     doc = report.to_dict()
     if args.json:
         print_json(doc)
@@ -81,13 +89,16 @@ def cmd_search(args: argparse.Namespace) -> int:
     query = Query(texts=[" ".join(args.text)] if args.text else [], images=args.image,
                   negative_texts=args.negative, negative_images=args.not_image, k=args.k,
                   filter=parse_filters(args.filter), min_score=args.min_score, **area_of(args))
-    result = search(Services().app, query, store=args.store)
+    services = Services()
+    server = find_server(services.settings) if remote_query(query) and not args.store else None
+    doc = server.search(query) if server else search(services.app, query, store=args.store).to_dict()
     if args.json:
-        print_json(result.to_dict())
+        print_json({**doc, "served_by": server.url if server else "this process"})
         return 0
-    print(f"query {result.query_id} on index {result.index}")
-    print(table([(h.rank, f"{h.score:.3f}", h.label, h.image_id[:12], h.uri) for h in result.hits],
-                ["#", "score", "label", "image", "path"]))
+    where = f" (through {server.url})" if server else ""
+    print(f"query {doc['query_id']} on index {doc['index']}{where}")
+    print(table([(h["rank"], f"{h['score']:.3f}", h.get("label"), h["image_id"][:12], h.get("uri") or h.get("name"))
+                 for h in doc["hits"]], ["#", "score", "label", "image", "path"]))
     return 0
 
 

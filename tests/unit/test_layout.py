@@ -93,3 +93,14 @@ def test_one_search_function_for_every_way_in() -> None:
     assert callers == {"app.search"}
     for adapter in ("service.commands.search", "service.api.search", "agents.query"):
         assert "app.search.search" in set(imports(modules()[adapter])), adapter
+
+
+def test_the_command_line_starts_without_torch_or_langchain() -> None:
+    """Building the CLI (every command's options) loads no model library: `skyscout status` stays quick."""
+    import subprocess
+    import sys
+
+    code = ("import sys, service.cli; print(sorted(m for m in ('torch', 'open_clip', 'langchain_core', 'langgraph',"
+            " 'ray', 'rasterio') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -35,7 +35,8 @@ def runner(ctx: AgentContext, tmp_path: Path) -> Iterator[AgentRunner]:
 
 
 def ingest_and_caption(ctx: AgentContext) -> list[dict[str, Any]]:
-    return [{"intent": "ingest", "args": {"path": str(ctx.app.config.roots[0] / "tiles")}},
+    tiles = str(ctx.app.config.roots[0] / "tiles")
+    return [{"intent": "ingest", "args": {"path": tiles, "labels_from_folders": True}},
             {"intent": "caption", "args": {"captioner": "template"}}]
 
 
