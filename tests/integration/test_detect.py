@@ -14,7 +14,7 @@ from shapely import geometry as sgeom
 from tests.support.mosaics import CELL, GSD, build_mosaic, val_tiles
 from tools.geo import GeoError, area_m2, feature_collection_problems
 
-pytestmark = pytest.mark.shared_data
+pytestmark = [pytest.mark.shared_data, pytest.mark.slow]  # one model load and 81 chips embedded: ~15-100 s
 TILE_M2 = (CELL * GSD) ** 2  # 5,898.24 m2: one planted UC Merced tile at 0.3 m
 
 
