@@ -24,7 +24,7 @@ from app.models import text_encoder_of
 from app.scenes import resolve_scene
 from tools.detect.features import Detection, chip_features, feature_collection, merge
 from tools.detect.probability import DEFAULT_BACKGROUND, background_for, temperature_of
-from tools.detect.scoring import Scored, score_chips, select
+from tools.detect.scoring import Scored, local_maxima, score_chips, select
 from tools.geo import AreaOfInterest, GeoError, aoi_from_geojson, parse_bbox
 from tools.search import Query, query_vector, text_vector
 from tools.templates import REMOTE_SENSING_TEMPLATES
@@ -44,6 +44,7 @@ class DetectRequest:
     top_k: int | None = None
     threshold: float | None = None
     merge: bool = False
+    nms: bool = False  # keep only chips no better overlapping chip outranks (tools.detect.scoring.local_maxima)
     background: list[str] | None = None
     georeferenced: bool = False  # the caller needs coordinates (GeoJSON, a raster): refuse scenes without a CRS
 
@@ -150,16 +151,18 @@ def detect(ctx: AppContext, req: DetectRequest, *, store: str | None = None) -> 
     qvec = query_vector(Query(texts=[req.text], negative_texts=list(req.negative)), encode_text=encode,
                         store=active.store, catalog=ctx.catalog)
     bvecs = np.stack([text_vector(encode, p) for p in prompts])
-    keep = background_for(req.text, prompts, text_vector(encode, req.text), bvecs)
+    used = background_for(req.text, prompts, text_vector(encode, req.text), bvecs)
     temperature = temperature_of(loaded.model)
-    scored = score_chips(np.stack([found[r["id"]] for r in indexed]), qvec, bvecs[keep], temperature=temperature)
+    scored = score_chips(np.stack([found[r["id"]] for r in indexed]), qvec, bvecs[used], temperature=temperature)
     chips = _detections(indexed, scored)
-    kept = [chips[i] for i in select(scored, threshold=req.threshold, top_k=req.top_k)]
+    peaks = local_maxima(scored.scores, [r["scene_id"] for r in indexed],
+                         np.array([r["window"] for r in indexed])) if req.nms else None
+    kept = [chips[i] for i in select(scored, threshold=req.threshold, top_k=req.top_k, keep=peaks)]
     threshold = req.threshold if req.threshold is not None or req.top_k is not None else 0.5
     result = DetectResult(
         query=req.text, model=active.model, index=active.name, candidates=len(indexed),
         unindexed=len(rows) - len(indexed), detections=kept, threshold=threshold, top_k=req.top_k,
-        background=[prompts[i] for i in keep], temperature=temperature, area=area.to_dict() if area else None,
+        background=[prompts[i] for i in used], temperature=temperature, area=area.to_dict() if area else None,
         scenes=sorted({r["scene_id"] for r in indexed}), warnings=warnings, all_chips=chips)
     if req.merge:
         result.merged = merge(kept, query=req.text, model=active.model)

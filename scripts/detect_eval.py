@@ -2,12 +2,13 @@
 
 Builds three scenes from the 157 UCM val tiles (shuffled onto a 13 x 13 grid of 256 px cells, the last
 row completed with repeats: 3,328 px a side) in EPSG:32610 at 0.3 m: an 8-bit COG, a tiled 16-bit 4-band
-GeoTIFF (B,G,R,NIR, read as 3,2,1) with a nodata border, and a stripped 8-bit GeoTIFF. Ingests and chips them, indexes them
-with the model, and for each of the 16 classes runs the real detection use case (``app.detect.detect``,
-every chip scored) with the class's zero-shot phrase. A chip is positive when more than half of it lies in
-planted tiles of that class. Prints chip-level average precision per class and scene, the mean, and the
-same model's AP on the bare val tiles (the ceiling: the same query vectors over the tiles' own vectors);
-then what a probability threshold of 0.5 means (precision and recall of p >= 0.5).
+GeoTIFF (B,G,R,NIR, read as 3,2,1) with a 128 px nodata border, and a stripped 8-bit GeoTIFF. Ingests and
+chips them (each overlap asked for), indexes them with the model, and for each of the 16 classes runs the
+real detection use case (``app.detect.detect``, every chip scored) with the class's zero-shot phrase. A
+chip is positive when more than half of it lies in planted tiles of that class. Prints chip-level average
+precision per class and scene (by score, and after ``--nms``), the mean, and the same model's AP on the
+bare val tiles (the ceiling: the same query vectors over the tiles' own vectors); then what a probability
+threshold of 0.5 means (precision and recall of p >= 0.5).
 
     python scripts/detect_eval.py --home DIR --model mv-...        # a model trained in DIR
     python scripts/detect_eval.py --train                          # fine-tune skyscout-tiny first (minutes)
@@ -65,8 +66,9 @@ def _train(ctx: AppContext) -> str:
     return str(result["model_version"])
 
 
-def _scenes(ctx: AppContext, home: Path, seed: int, overlap: float, chip: int, per_class: int | None
+def _scenes(ctx: AppContext, home: Path, seed: int, overlaps: list[float], chip: int, per_class: int | None
             ) -> dict[str, tuple[Mosaic, str]]:
+    """Build and ingest the three scenes, chipped once per overlap (chips of the same window are shared)."""
     from app.data import ingest
     from app.scenes import scene_options
 
@@ -79,11 +81,13 @@ def _scenes(ctx: AppContext, home: Path, seed: int, overlap: float, chip: int, p
         path = folder / f"ucm_val_{kind}.tif"
         mosaic = build_mosaic(path, tiles, cols=cols, kind=kind, seed=seed, border=int(opts["border"] or 0))
         mosaic.save_layout(folder / "layout.json")
-        report = ingest(ctx, folder, scenes=scene_options(ctx, chip_size=chip, overlap=overlap,
-                                                          bands=opts["bands"], force=True))
-        (scene,) = report.scenes
-        print(f"{kind}: {mosaic.width}x{mosaic.height}, {scene['windows']} windows, {scene['chips_added']} new "
-              f"chips, {scene['skipped_nodata']} nodata, {len(scene['broken'])} broken", flush=True)
+        for overlap in overlaps:
+            report = ingest(ctx, folder, scenes=scene_options(ctx, chip_size=chip, overlap=overlap,
+                                                              bands=opts["bands"], force=True))
+            (scene,) = report.scenes
+            print(f"{kind}, overlap {overlap}: {mosaic.width}x{mosaic.height}, {scene['windows']} windows, "
+                  f"{scene['chips_added']} new chips, {scene['skipped_nodata']} nodata, {len(scene['broken'])} "
+                  "broken", flush=True)
         out[kind] = (mosaic, str(scene["scene_id"]))
     return out
 
@@ -114,19 +118,36 @@ def _ceiling(ctx: AppContext, phrases: dict[str, str], model: str) -> dict[str, 
     return {c: average_precision(vecs @ text_vector(encode, p), labels == c) for c, p in phrases.items()}
 
 
-def _scene_eval(ctx: AppContext, mosaic: Mosaic, scene_id: str, phrases: dict[str, str]) -> dict[str, object]:
+def _grid(mosaic: Mosaic, chip: int, overlap: float) -> set[tuple[int, int]]:
+    from tools.scenes.chips import ChipParams, make_grid
+
+    grid = make_grid(mosaic.width, mosaic.height, ChipParams(size=chip, overlap=overlap), None)
+    return {(x, y) for _, _, x, y, _, _ in grid.windows()}
+
+
+def _scene_eval(ctx: AppContext, mosaic: Mosaic, scene_id: str, phrases: dict[str, str], grid: set[tuple[int, int]]
+                ) -> dict[str, object]:
+    """AP per class over the chips of one grid: by score, and after non-maximum suppression (``--nms``)."""
     from app.detect import DetectRequest, detect
 
-    ap, probs, truth = {}, [], []
+    ap, ap_nms, probs, truth = {}, {}, [], []
     for cls, phrase in phrases.items():
-        result = detect(ctx, DetectRequest(text=phrase, scene=scene_id, threshold=0.0))
-        chips = result.detections
+        result = detect(ctx, DetectRequest(text=phrase, scene=scene_id, threshold=0.0, nms=True))
+        kept = {d.chip_id for d in result.detections}
+        chips = [d for d in result.all_chips if tuple(d.window[:2]) in grid]
         scores = np.array([d.score for d in chips])
         positive = np.array([mosaic.class_cover(*d.window).get(cls, 0.0) > 0.5 for d in chips])
         ap[cls] = average_precision(scores, positive)
+        if len(grid) < len(result.all_chips):  # suppression among this grid's chips only
+            from tools.detect.scoring import local_maxima
+
+            peaks = local_maxima(scores, [scene_id] * len(chips), np.array([d.window for d in chips]))
+        else:
+            peaks = np.array([d.chip_id in kept for d in chips])
+        ap_nms[cls] = average_precision(np.where(peaks, scores, -np.inf), positive)
         probs.append(np.array([d.probability for d in chips]))
         truth.append(positive)
-    return {"ap": ap, "probs": probs, "truth": truth, "chips": len(chips)}
+    return {"ap": ap, "ap_nms": ap_nms, "probs": probs, "truth": truth, "chips": len(chips)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -134,7 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--home", type=Path, help="SKYSCOUT_HOME to work in (default: a new temporary one)")
     ap.add_argument("--model", help="model version (in --home) to evaluate")
     ap.add_argument("--train", action="store_true", help="fine-tune skyscout-tiny on UCM train first")
-    ap.add_argument("--overlap", type=float, default=0.5)
+    ap.add_argument("--overlaps", type=float, nargs="+", default=[0.5, 0.0],
+                    help="chip overlaps to evaluate (the first is the headline; default 0.5 and 0)")
     ap.add_argument("--chip-size", type=int, default=256)
     ap.add_argument("--seed", type=int, default=0, help="layout shuffle")
     ap.add_argument("--per-class", type=int, help="only this many val tiles per class (a quick run)")
@@ -157,39 +179,48 @@ def main(argv: list[str] | None = None) -> int:
     from app.data import ingest
 
     ingest(ctx, SHARED / "ucm_captions" / "val.jsonl")  # the ceiling's tiles (adds nothing when present)
-    scenes = _scenes(ctx, home, args.seed, args.overlap, args.chip_size, args.per_class)
+    scenes = _scenes(ctx, home, args.seed, args.overlaps, args.chip_size, args.per_class)
     started = time.time()
     report = build_index(ctx, model=model)
     print(f"indexed {report.embedded} new images/chips in {time.time() - started:.0f} s ({report.index})", flush=True)
     phrases = _phrases(ctx)
     ceiling = _ceiling(ctx, phrases, model)
-    results = {kind: _scene_eval(ctx, mosaic, sid, phrases) for kind, (mosaic, sid) in scenes.items()}
-    _print(phrases, ceiling, results, model, args)
+    results = {(kind, ov): _scene_eval(ctx, mosaic, sid, phrases, _grid(mosaic, args.chip_size, ov))
+               for ov in args.overlaps for kind, (mosaic, sid) in scenes.items()}
+    for ov in args.overlaps:
+        _print(phrases, ceiling, {k: v for (k, o), v in results.items() if o == ov}, model, args.chip_size, ov)
     if args.json:
-        args.json.write_text(json.dumps({"model": model, "ceiling": ceiling, "overlap": args.overlap,
-                                         "ap": {k: v["ap"] for k, v in results.items()}}, indent=2))
+        args.json.write_text(json.dumps({"model": model, "ceiling": ceiling, "ap": {
+            f"{k}@{o}": {"ap": v["ap"], "ap_nms": v["ap_nms"]} for (k, o), v in results.items()}}, indent=2))
     return 0
 
 
-def _print(phrases: dict[str, str], ceiling: dict[str, float], results: dict[str, dict], model: str,
-           args: argparse.Namespace) -> None:
+def _mean(values: dict[str, float]) -> float:
+    finite = [v for v in values.values() if not np.isnan(v)]
+    return float(np.mean(finite)) if finite else float("nan")
+
+
+def _print(phrases: dict[str, str], ceiling: dict[str, float], results: dict[str, dict], model: str, chip: int,
+           overlap: float) -> None:
     kinds = list(results)
-    print(f"\nmodel {model}; chips {args.chip_size} px, overlap {args.overlap}; AP of each class phrase "
-          "(chip positive: > 50% in planted tiles of the class)")
-    print(f"{'class':<20}" + "".join(f"{k:>10}" for k in kinds) + f"{'val tiles':>11}")
+    print(f"\nmodel {model}; chips {chip} px, overlap {overlap}; chip-level AP of each class phrase (a chip is "
+          "positive when > 50% of it lies in planted tiles of the class); +nms: after `detect --nms`")
+    head = "".join(f"{k:>10}{k + '+nms':>14}" for k in kinds)
+    print(f"{'class':<20}{head}{'val tiles':>11}")
     for c in phrases:
-        print(f"{c:<20}" + "".join(f"{results[k]['ap'][c]:>10.3f}" for k in kinds) + f"{ceiling[c]:>11.3f}")
-    means = {k: float(np.nanmean(list(results[k]["ap"].values()))) for k in kinds}
-    print(f"{'mean':<20}" + "".join(f"{means[k]:>10.3f}" for k in kinds)
-          + f"{float(np.nanmean(list(ceiling.values()))):>11.3f}")
-    print("\nwhat p >= 0.5 means (all classes' queries over each scene's chips):")
+        row = "".join(f"{results[k]['ap'][c]:>10.3f}{results[k]['ap_nms'][c]:>14.3f}" for k in kinds)
+        print(f"{c:<20}{row}{ceiling[c]:>11.3f}")
+    row = "".join(f"{_mean(results[k]['ap']):>10.3f}{_mean(results[k]['ap_nms']):>14.3f}" for k in kinds)
+    print(f"{'mean':<20}{row}{_mean(ceiling):>11.3f}")
+    print(f"what p >= 0.5 means at overlap {overlap} (every class's query over every chip):")
     for k in kinds:
         p = np.concatenate(results[k]["probs"])
         t = np.concatenate(results[k]["truth"])
         kept = p >= 0.5
         prec = float(t[kept].mean()) if kept.any() else float("nan")
-        print(f"  {k}: {int(kept.sum())} of {len(p)} (chip, query) pairs kept; precision {prec:.3f}, recall "
-              f"{float(kept[t].mean()):.3f} ({int(t.sum())} positives)")
+        rec = float(kept[t].mean()) if t.any() else float("nan")
+        print(f"  {k}: {int(kept.sum())} of {len(p)} (chip, query) pairs have p >= 0.5; precision {prec:.3f}, "
+              f"recall {rec:.3f} of {int(t.sum())} positives")
 
 
 if __name__ == "__main__":

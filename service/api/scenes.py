@@ -32,6 +32,7 @@ class DetectBody(BaseModel):
     top_k: int | None = Field(None, ge=1, le=100_000)
     threshold: float | None = Field(None, ge=0, le=1, description="minimum probability (default 0.5)")
     merge: bool = Field(False, description="dissolve touching chips into polygons with area_m2")
+    nms: bool = Field(False, description="keep only chips no better-scoring overlapping chip outranks")
     background: list[Annotated[str, Field(min_length=1, max_length=100)]] | None = Field(None, max_length=50)
 
 
@@ -41,7 +42,7 @@ def detect_route(body: DetectBody, app: App) -> JSONResponse:
     """Chips (or merged regions) scoring for ``text``, as GeoJSON in EPSG:4326."""
     result = detect(app, DetectRequest(
         text=body.text, negative=body.negative, scene=body.scene_id, bbox=body.bbox, aoi=body.aoi,
-        top_k=body.top_k, threshold=body.threshold, merge=body.merge, background=body.background,
+        top_k=body.top_k, threshold=body.threshold, merge=body.merge, nms=body.nms, background=body.background,
         georeferenced=True))
     doc = result.geojson()
     doc["warnings"] = result.warnings

@@ -83,6 +83,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
                                                    "when --top-k is not given)")
     d.add_argument("--merge", action="store_true", help="dissolve touching kept chips into polygons "
                                                         "(max/mean score, area_m2)")
+    d.add_argument("--nms", action="store_true", help="keep only chips that no better-scoring overlapping chip "
+                                                      "outranks (one chip per finding)")
     d.add_argument("--background", help="comma-separated background prompts the probability weighs the query "
                                         "against (default: SKYSCOUT_DETECT_BACKGROUND or the built-in set)")
     d.add_argument("--out", help="write the FeatureCollection (RFC 7946, EPSG:4326) to this .geojson file")
@@ -99,7 +101,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     req = DetectRequest(
         text=" ".join(args.text), negative=args.negative, scene=args.scene, bbox=args.bbox,
         aoi=load_aoi(args.aoi).to_dict()["geometry"] if args.aoi else None, top_k=args.top_k,
-        threshold=args.threshold, merge=args.merge,
+        threshold=args.threshold, merge=args.merge, nms=args.nms,
         background=[b.strip() for b in args.background.split(",") if b.strip()] if args.background else None,
         georeferenced=bool(args.out or args.raster))
     result = detect(app, req)

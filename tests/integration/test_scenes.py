@@ -130,6 +130,25 @@ def test_reingesting_adds_nothing_and_ids_are_stable(scenes: dict, tmp_path: Pat
     assert rec.footprint is not None and rec.window == [ref.x, ref.y, ref.w, ref.h]
 
 
+def test_manifest_lines_say_which_files_are_scenes(scenes: dict, tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    from tools.ingest import ingest_manifest
+
+    for name in ("a.tif", "b.tif"):
+        shutil.copy(scenes["stripped"].path if name == "a.tif" else scenes["cog"].path, tmp_path / name)
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("\n".join(json.dumps(r) for r in (
+        {"path": "a.tif", "scene": True, "region": "north"}, {"path": "b.tif", "scene": False, "label": "mosaic"})))
+    cat = Catalog(tmp_path / "catalog.db")
+    report = ingest_manifest(cat, manifest, allowed_roots=resolve_roots([tmp_path]), progress=False)
+    assert len(report.scenes) == 1 and report.scenes[0]["chips_added"] == 49 and report.added == 1
+    assert cat.list_scenes()[0].metadata["region"] == "north"
+    whole = [r for r in cat.iter_images() if r.scene_id is None]
+    assert len(whole) == 1 and whole[0].labels == ["mosaic"] and whole[0].width == 1024
+
+
 def test_a_moved_scene_keeps_its_chips_and_they_follow_the_file(scenes: dict, tmp_path: Path) -> None:
     import shutil
 

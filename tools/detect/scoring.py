@@ -2,7 +2,8 @@
 
 Selection: ``top_k`` keeps the best ``k`` chips by score, ``threshold`` keeps chips whose probability is
 at least that; given both, a chip must pass both; given neither, the threshold is 0.5. Kept chips are
-ordered best score first.
+ordered best score first. :func:`local_maxima` (non-maximum suppression) optionally keeps only the chips
+no better overlapping chip outranks.
 """
 
 from __future__ import annotations
@@ -37,8 +38,32 @@ def score_chips(vectors: np.ndarray, query_vec: np.ndarray, background_vecs: np.
     return Scored(scores.astype(np.float64), logits, probs)
 
 
-def select(scored: Scored, *, threshold: float | None = None, top_k: int | None = None) -> np.ndarray:
-    """Indexes of the kept chips, best score first."""
+def local_maxima(scores: np.ndarray, scenes: list[str], windows: np.ndarray, *, max_iou: float = 0.1) -> np.ndarray:
+    """Greedy non-maximum suppression: a chip is kept unless a better-scoring kept chip of its scene
+    overlaps it with an intersection over union above ``max_iou`` (the overlapping neighbours of a strong
+    chip repeat its finding with less of it in view). Returns a boolean mask over the chips."""
+    keep = np.zeros(len(scores), dtype=bool)
+    kept: dict[tuple[str, int, int], list[int]] = {}
+    cell = max(1, int(windows[:, 2:].max())) if len(windows) else 1
+    for i in np.argsort(-scores, kind="stable"):
+        x, y, w, h = (int(v) for v in windows[i])
+        bx, by = x // cell, y // cell
+        clash = False
+        for j in (j for dx in (-1, 0, 1) for dy in (-1, 0, 1) for j in kept.get((scenes[i], bx + dx, by + dy), [])):
+            ox, oy, ow, oh = windows[j]
+            iw, ih = min(x + w, ox + ow) - max(x, ox), min(y + h, oy + oh) - max(y, oy)
+            if iw > 0 and ih > 0 and iw * ih / (w * h + ow * oh - iw * ih) > max_iou:
+                clash = True
+                break
+        if not clash:
+            keep[i] = True
+            kept.setdefault((scenes[i], bx, by), []).append(int(i))
+    return keep
+
+
+def select(scored: Scored, *, threshold: float | None = None, top_k: int | None = None,
+           keep: np.ndarray | None = None) -> np.ndarray:
+    """Indexes of the kept chips, best score first (only those ``keep`` allows, when given)."""
     if threshold is None and top_k is None:
         threshold = DEFAULT_THRESHOLD
     if threshold is not None and not 0.0 <= threshold <= 1.0:
@@ -46,6 +71,8 @@ def select(scored: Scored, *, threshold: float | None = None, top_k: int | None 
     if top_k is not None and top_k < 1:
         raise ValueError(f"top-k must be at least 1, got {top_k}")
     order = np.argsort(-scored.scores, kind="stable")
+    if keep is not None:
+        order = order[keep[order]]
     if top_k is not None:
         order = order[:top_k]
     if threshold is not None:
@@ -53,4 +80,4 @@ def select(scored: Scored, *, threshold: float | None = None, top_k: int | None 
     return order
 
 
-__all__ = ["DEFAULT_THRESHOLD", "Scored", "score_chips", "select"]
+__all__ = ["DEFAULT_THRESHOLD", "Scored", "local_maxima", "score_chips", "select"]

@@ -177,3 +177,18 @@ def test_areas_are_computed_in_the_local_utm_zone() -> None:
     # a 1 km square in UTM 10N, taken to EPSG:4326 and measured back
     square = box_to_wgs84(500_000, 4_180_000, 501_000, 4_181_000, "EPSG:32610")
     assert area_m2(square) == pytest.approx(1_000_000, rel=1e-4)
+
+
+def test_local_maxima_keep_one_chip_per_finding() -> None:
+    from tools.detect.scoring import local_maxima
+
+    # a 3 x 3 grid of 4 px chips every 2 px, best in the middle; a second scene is independent
+    windows = np.array([[x, y, 4, 4] for y in (0, 2, 4) for x in (0, 2, 4)] + [[0, 0, 4, 4]])
+    scores = np.array([0.1, 0.2, 0.1, 0.2, 0.9, 0.2, 0.1, 0.2, 0.1, 0.5])
+    keep = local_maxima(scores, ["a"] * 9 + ["b"], windows)
+    assert keep.tolist() == [False, False, False, False, True, False, False, False, False, True]
+    # chips that only touch (stride = size) never suppress each other
+    tiles = np.array([[0, 0, 4, 4], [4, 0, 4, 4], [0, 4, 4, 4]])
+    assert local_maxima(np.array([0.3, 0.2, 0.1]), ["a"] * 3, tiles).all()
+    s = Scored(scores, np.zeros(10), np.ones(10))
+    assert select(s, threshold=0.0, keep=keep).tolist() == [4, 9]
