@@ -10,6 +10,7 @@ import dataclasses
 import difflib
 import hashlib
 import hmac
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -57,20 +58,24 @@ def resolved(ctx: AppContext, query: Query) -> Query:
                                scenes=[resolve_scene(ctx, s) for s in query.scenes])
 
 
-def search(ctx: AppContext, query: Query, *, store: str | None = None) -> SearchResult:
+def search(ctx: AppContext, query: Query, *, store: str | None = None,
+           examples: Sequence[np.ndarray] | Callable[[LoadedModel], Sequence[np.ndarray]] = ()) -> SearchResult:
     """Rank the active index's images for ``query``; each hit is described from the catalog.
 
     Query texts go through the model's shared query encoder (concurrent searches batched, recent texts
     cached); an example image that is not in the index is read again only through
     :func:`tools.thumbnails.read_checked` (inside the data roots, unchanged since ingestion). The result's
-    ``query_id`` is signed, so feedback can only name a search this home answered.
+    ``query_id`` is signed, so feedback can only name a search this home answered. ``examples`` may be a
+    callable that gets the index's loaded model and returns vectors of example images not in the catalog
+    (an uploaded file: :mod:`app.image_search`).
     """
     query = resolved(ctx, query)
     active = open_active_index(ctx, store)
     ref, loaded = ctx.load_model(active.model)
     result = search_index(query, store=active.store, catalog=ctx.catalog,
                           encode_text=ctx.models.query_encoder(ref.load_spec),
-                          encode_images=example_image_encoder(ctx, loaded))
+                          encode_images=example_image_encoder(ctx, loaded),
+                          examples=examples(loaded) if callable(examples) else examples)
     result.model = active.model
     result.query_id = sign_query_id(ctx, result.query_id)
     return result

@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     serve_threads: int = Field(1, ge=1, description="torch threads in `skyscout serve`: concurrent requests share "
                                "the cores (on a busy 2-core machine 2 threads made a text query 10x slower)")
     improve_every: str | None = Field(None, description="run the improvement loop inside `serve`, e.g. 6h")
+    basemap_url: str | None = Field(None, description="an XYZ basemap under the web app's map, e.g. "
+                                    "https://tile.example.org/{z}/{x}/{y}.png (unset: none; the app works offline)")
+    basemap_attribution: str = Field("", description="the basemap's attribution, shown on the map")
     watch_dirs: str = Field("", description="folders the improvement loop ingests new files from, ':'-separated")
     policy: dict[str, Any] = Field(
         default_factory=dict, description="the planner's policy (thresholds, margins, approvals), as JSON or a "

@@ -118,11 +118,13 @@ def image_vectors(image_ids: Sequence[str], *, store: VectorStore, catalog: Cata
 
 
 def query_vector(query: Query, *, encode_text: TextEncoder, store: VectorStore, catalog: Catalog,
-                 encode_images: ImageEncoder | None = None) -> np.ndarray:
-    """Combine a query's terms into one unit vector."""
-    if not query.texts and not query.images:
+                 encode_images: ImageEncoder | None = None, examples: Sequence[np.ndarray] = ()) -> np.ndarray:
+    """Combine a query's terms into one unit vector (``examples``: vectors of example images that are not in
+    the catalog, e.g. an uploaded file, counted like its example images)."""
+    if not query.texts and not query.images and not len(examples):
         raise QueryError("a query needs at least one text or one example image")
     pos = [text_vector(encode_text, t, templates=query.templates) for t in query.texts]
+    pos += [query.image_weight * _unit(np.asarray(v, dtype=np.float32)) for v in examples]
     pos += [query.image_weight * v for v in image_vectors(query.images, store=store, catalog=catalog,
                                                           encode_images=encode_images)]
     neg = [text_vector(encode_text, t, templates=query.templates) for t in query.negative_texts]
@@ -169,11 +171,12 @@ def _nearest(query: Query, vec: np.ndarray, store: VectorStore, catalog: Catalog
 
 
 def search(query: Query, *, store: VectorStore, catalog: Catalog, encode_text: TextEncoder,
-           encode_images: ImageEncoder | None = None) -> SearchResult:
+           encode_images: ImageEncoder | None = None, examples: Sequence[np.ndarray] = ()) -> SearchResult:
     """Run ``query`` against ``store`` and describe each hit from the catalog."""
     if query.k < 1 or query.k > 1000:
         raise QueryError(f"k must be between 1 and 1000, got {query.k}")
-    vec = query_vector(query, encode_text=encode_text, store=store, catalog=catalog, encode_images=encode_images)
+    vec = query_vector(query, encode_text=encode_text, store=store, catalog=catalog, encode_images=encode_images,
+                       examples=examples)
     # Example images are not useful answers to "more like this": ask for a few extra and drop them.
     raw = _nearest(query, vec, store, catalog, set(query.images))
     if query.min_score is not None:

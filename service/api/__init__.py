@@ -1,4 +1,6 @@
-"""The HTTP API (FastAPI): search, feedback, status, jobs, thumbnails, chat with the agents, improvement.
+"""The HTTP API (FastAPI): search, feedback, status, jobs, thumbnails, chat with the agents, improvement, and the
+web app at ``/`` (:mod:`service.api.web`; map tiles, search by upload and the status panel's routes are
+``tiles``, ``upload`` and ``inventory``).
 
 ``create_app`` assembles the routers (``search``, ``ops``, ``agents``) over one :class:`Services` per
 process, built in the app's lifespan (never at import); the improvement loop of ``SKYSCOUT_IMPROVE_EVERY``
@@ -17,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
-from service.api import agents, ops, scenes, search
+from service.api import agents, inventory, ops, scenes, search, tiles, upload, web
 from service.api.errors import SkyScoutAPI, install_error_handlers
 from service.context import Services
 from service.settings import Settings, load_settings
@@ -60,8 +62,11 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
                       description="Zero-shot search in satellite imagery, run by agents.", docs_url=None,
                       redoc_url=None, openapi_url=None)  # the description needs a token too: ops.described
     install_error_handlers(app, max_body_bytes=settings.max_body_bytes)
-    for router in (ops.public, ops.described, ops.router, search.router, agents.router, scenes.router):
+    for router in (ops.public, ops.described, web.router, ops.router, upload.router, search.router, agents.router,
+                   tiles.router, scenes.router, inventory.router):
         app.include_router(router)
+    app.add_middleware(web.ServerTiming)
+    web.mount_web(app)  # the web app at / (after the routes, which match first)
     return app
 
 

@@ -30,11 +30,12 @@ DISCONNECT_POLL_S = 1.0
 @router.post("/chat")
 async def chat_route(body: ChatRequest, request: Request, services: ServicesDep, scope: Scope,
                      redact: Redact) -> dict[str, Any]:
-    """Run a request on a thread (or continue the thread's unfinished one); the whole outcome at the end."""
+    """Run a request on a thread (or continue the thread's unfinished one; ``approve`` answers the approval
+    it waits for); the whole outcome at the end."""
     runner = services.runner()
     context = services.agents.scoped(scope)  # type: ignore[arg-type]
     run = asyncio.ensure_future(run_in_threadpool(runner.run, body.message, thread_id=body.thread_id,
-                                                  context=context))
+                                                  approve=body.approve, context=context))
     while not run.done():
         await asyncio.wait({run}, timeout=DISCONNECT_POLL_S)
         if not run.done() and await request.is_disconnected():
@@ -55,7 +56,7 @@ def chat_stream_route(body: ChatRequest, services: ServicesDep, scope: Scope,
     runner = services.runner()
     finished = False
     try:
-        for mode, chunk in runner.stream(body.message, thread_id=body.thread_id,
+        for mode, chunk in runner.stream(body.message, thread_id=body.thread_id, approve=body.approve,
                                          context=services.agents.scoped(scope)):  # type: ignore[arg-type]
             if mode == "custom":
                 kind = "started" if "started" in chunk else "progress"

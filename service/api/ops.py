@@ -1,14 +1,13 @@
 """Operations routes: ``GET /healthz``, ``GET /v1/status``, ``GET /v1/jobs``, ``GET /v1/jobs/{id}``,
-``POST /v1/jobs/{id}/cancel`` (operate), and the API's own description (``/openapi.json``, ``/docs``), which
-needs a token like every other route but ``/healthz``."""
+``POST /v1/jobs/{id}/cancel`` (operate), and the API's own description (``/openapi.json``), which needs a
+token like every other route but ``/healthz``; ``/docs`` (Swagger UI from local assets) is in :mod:`service.api.web`."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
-from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import JSONResponse
 
 from app.operations import cancel_job, job_doc, list_jobs
 from app.status import status
@@ -32,11 +31,6 @@ def healthz(request: Request) -> dict[str, str]:
 @described.get("/openapi.json")
 def openapi_route(request: Request) -> JSONResponse:
     return JSONResponse(request.app.openapi())
-
-
-@described.get("/docs")
-def docs_route() -> HTMLResponse:
-    return get_swagger_ui_html(openapi_url="/openapi.json", title="SkyScout API")
 
 
 @router.get("/status")

@@ -20,10 +20,13 @@ class SearchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"anyOf": [
         {"required": ["text"], "properties": {"text": {"type": "string", "minLength": 1}}},
         {"required": ["image_id"], "properties": {"image_id": {"type": "string"}}},
+        {"required": ["image_ids"], "properties": {"image_ids": {"type": "array", "minItems": 1}}},
     ]})
     text: str | None = Field(None, min_length=1, max_length=500, pattern=r"\S",
                              description="what to look for (not only spaces)")
     image_id: str | None = Field(None, pattern=r"^[0-9a-f]{64}$", description="an example image (more like this)")
+    image_ids: list[ImageId] = Field(default_factory=list, max_length=20,
+                                     description="more example images (e.g. the results marked relevant)")
     negative_texts: list[Annotated[str, Field(max_length=200)]] = Field(default_factory=list, max_length=10)
     negative_image_ids: list[ImageId] = Field(default_factory=list, max_length=10)
     k: int = Field(10, ge=1, le=100, strict=True, description="how many hits (an integer: true is not one)")
@@ -39,8 +42,8 @@ class SearchRequest(BaseModel):
 
     @model_validator(mode="after")
     def _something_to_look_for(self) -> SearchRequest:
-        if not self.text and not self.image_id:
-            raise ValueError("give a text, an image_id, or both")
+        if not self.text and not self.image_id and not self.image_ids:
+            raise ValueError("give a text, an image_id (or image_ids), or both")
         return self
 
 
@@ -73,7 +76,16 @@ class ChatRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     thread_id: str = Field(default_factory=lambda: f"t-{uuid.uuid4().hex[:12]}", min_length=1, max_length=100,
                            pattern=r"^[A-Za-z0-9_.:-]+$")
-    message: str = Field(..., min_length=1, max_length=2000, pattern=r"\S")
+    message: str | None = Field(None, min_length=1, max_length=2000, pattern=r"\S",
+                                description="the request; leave it out to answer an approval (approve) or to "
+                                            "continue the thread's unfinished run")
+    approve: bool | None = Field(None, description="the answer to the approval the thread waits for (yes / no)")
+
+    @model_validator(mode="after")
+    def _message_or_answer(self) -> ChatRequest:
+        if self.message is None and self.approve is None:
+            raise ValueError("give a message, or approve (true / false) to answer the thread's pending approval")
+        return self
 
 
 class ErrorBody(BaseModel):

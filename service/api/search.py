@@ -10,20 +10,27 @@ from fastapi.responses import Response
 
 from app.search import record_feedback, search
 from service.api.deps import AUTH, App, Redact
+from service.api.redact import Redactor
 from service.api.schemas import ERROR_RESPONSES, FeedbackRequest, FeedbackResponse, Hit, SearchRequest, SearchResponse
 from tools.geo import aoi_from_geojson, parse_bbox
 from tools.search import Query as SearchQuery
+from tools.search import SearchResult
 
 router = APIRouter(prefix="/v1", dependencies=AUTH, responses=ERROR_RESPONSES, tags=["search"])
 
 
 @router.post("/search", response_model=SearchResponse)
 def search_route(body: SearchRequest, app: App, redact: Redact) -> SearchResponse:
-    query = SearchQuery(texts=[body.text] if body.text else [], images=[body.image_id] if body.image_id else [],
+    images = list(dict.fromkeys(([body.image_id] if body.image_id else []) + body.image_ids))
+    query = SearchQuery(texts=[body.text] if body.text else [], images=images,
                         negative_texts=body.negative_texts, negative_images=body.negative_image_ids, k=body.k,
                         filter=dict(body.filters) or None, min_score=body.min_score, **_area(body))
-    result = search(app, query)
-    return SearchResponse(query_id=result.query_id, index=result.index, hits=[  # paths relative to their root
+    return search_response(search(app, query), redact)
+
+
+def search_response(result: SearchResult, redact: Redactor) -> SearchResponse:
+    """A search result as the API answers it: paths relative to their data root, a thumbnail path per hit."""
+    return SearchResponse(query_id=result.query_id, index=result.index, hits=[
         Hit(**{**dataclasses.asdict(h), "uri": redact.path(h.uri)}, thumbnail=f"/v1/images/{h.image_id}/thumbnail")
         for h in result.hits])
 
