@@ -165,12 +165,14 @@ def main(argv: list[str]) -> None:
         print(f"building {home} (once)", flush=True)
         build_home(home)
     import httpx
+    import torch
 
     from app.search import search
     from service.context import Services
     from service.settings import Settings
     from tools.search import Query
 
+    torch.set_num_threads(Settings().serve_threads)  # the same as `skyscout serve`, so both sides compare alike
     ctx = Services(Settings(home=home, data_roots=f"{PROJECT / 'data'}:{SHARED}")).app
     print(f"home {home}: {ctx.catalog.count_images()} images; {os.cpu_count()} cores; load average "
           f"{os.getloadavg()[0]:.1f}", flush=True)

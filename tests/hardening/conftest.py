@@ -90,7 +90,8 @@ def api(indexed_home: Path, roots: str) -> Iterator[Callable[..., Any]]:
 
     from service.settings import Settings
 
-    settings = Settings(home=indexed_home, data_roots=roots, api_tokens=f"read:{READ},operate:{OPERATE}",
+    # the operate token is a bare one (operate by default), which the API took before scopes too
+    settings = Settings(home=indexed_home, data_roots=roots, api_tokens=f"read:{READ},{OPERATE}",
                         max_body_bytes=4096)
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         def with_token(token: str | None = OPERATE) -> Any:

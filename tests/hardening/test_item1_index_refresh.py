@@ -89,7 +89,7 @@ def test_16_clients_search_while_600_images_are_indexed(indexed_home: Path, tmp_
     rows = [json.loads(line) for line in (SHARED / "eurosat" / "val.jsonl").read_text().splitlines()[:600]]
     manifest = tmp_path / "eurosat600.jsonl"
     manifest.write_text("".join(json.dumps({**r, "image": str(SHARED / "eurosat" / r["image"])}) + "\n" for r in rows))
-    env = cli_env(indexed_home, roots, SKYSCOUT_API_TOKENS=f"operate:{OPERATE}")
+    env = cli_env(indexed_home, roots, SKYSCOUT_API_TOKENS=OPERATE)  # a bare token: operate
     skyscout("ingest", "--manifest", str(manifest), "--json", "--no-progress", env=env, check=True)
     port = _free_port()
     log = (tmp_path / "serve.log").open("w")  # not a pipe: nobody reads it, and a full pipe would stall the server

@@ -56,7 +56,7 @@ def test_training_beyond_the_policys_limit_is_refused_before_anything_starts(ind
 
 
 def test_feedback_is_one_mark_per_query_and_image(indexed_home: Path, api: Any) -> None:
-    client = api(READ)
+    client = api(OPERATE)
     search = client.post("/v1/search", json={"text": "harbor", "k": 3}).json()
     mark = {"query_id": search["query_id"], "image_id": search["hits"][0]["image_id"], "relevant": False}
     ids = {client.post("/v1/feedback", json=mark).json()["feedback_id"] for _ in range(25)}
