@@ -12,6 +12,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from agents.concepts import read_concept_request
 from agents.records import StepResult
 
 ORDINALS = {"first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, "sixth": 6, "seventh": 7, "eighth": 8,
@@ -51,7 +52,11 @@ def _search(last: dict[str, Any], text: str, **changes: Any) -> dict[str, Any]:
 def read_followup(request: str, last: dict[str, Any] | None, labels: list[str] | None = None
                   ) -> list[dict[str, Any]] | None:
     """The commands a follow-up asks for against ``last`` (the thread's last search), or None when the
-    request is not a follow-up. ``labels`` are the catalog's labels ("now only beaches" needs one)."""
+    request is not a follow-up. ``labels`` are the catalog's labels ("now only beaches" needs one). Concept
+    requests (:func:`agents.concepts.read_concept_request`) are read first, with or without a last search."""
+    concept = read_concept_request(request, last)
+    if concept is not None:
+        return concept
     if not last:
         return None
     text = request.strip().rstrip(".!?")

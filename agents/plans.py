@@ -28,7 +28,7 @@ class PlannedIntent(BaseModel):
     """One command of a request."""
 
     intent: Literal["ingest", "caption", "train", "evaluate", "index", "search", "detect", "status", "improve",
-                    "explain", "unknown"]
+                    "explain", "concept", "unknown"]
     args: dict[str, Any] = Field(default_factory=dict)
     text: str = Field(default="", description="the words of the request this command comes from")
 
@@ -102,7 +102,7 @@ def interpret(request: str, *, router: IntentRouter | None = None, llm: BaseChat
 
 
 #: intents that only read (what a request may still ask for when it also names something destructive)
-READ_INTENTS = frozenset({"search", "status", "explain", "feedback", "unknown"})
+READ_INTENTS = frozenset({"search", "status", "explain", "feedback", "concept", "unknown"})
 #: a routed write command below this confidence starts nothing: the lowest of a correct write command in the
 #: router's held-out corpus is 0.43 ("update the lancedb table with fresh vectors" -> index)
 WRITE_MIN_CONFIDENCE = 0.40
@@ -188,9 +188,9 @@ def expand(routed: Sequence[dict[str, Any]], *, policy: PlannerPolicy, message: 
         elif intent == "index":
             add("embedding", "build_index", {"model": args.get("model") or "active"}, text)
         elif intent == "search":
-            missing = {} if (args.get("query") or args.get("image")) else {
+            missing = {} if (args.get("query") or args.get("image") or args.get("liked_from")) else {
                 "error": "say what to look for, e.g. 'find beaches' or 'find images like ./tile.png'"}
-            slots = ("query", "image", "negative", "k", "filters", "scene", "bbox")
+            slots = ("query", "image", "negative", "k", "filters", "scene", "bbox", "liked_from")
             add("query", "search_images", {key: args.get(key) for key in slots}, text, **missing)
         elif intent == "detect":
             missing = {} if args.get("query") else {
@@ -199,6 +199,8 @@ def expand(routed: Sequence[dict[str, Any]], *, policy: PlannerPolicy, message: 
             add("query", "detect", {key: args.get(key) for key in wanted}, text, **missing)
         elif intent == "feedback":
             add("query", "record_feedback", args, text)
+        elif intent == "concept":  # agents/concepts.py: the action is the concept tool
+            add("query", str(args.pop("action", "concept_results")), args, text)
         elif intent == "export":
             add("query", "export_results", args, text)
         elif intent in ("status", "explain", "improve"):

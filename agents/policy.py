@@ -48,6 +48,10 @@ class PlannerPolicy(BaseModel):
     captioner: str | None = Field(default=None, description="captioner of the improvement round (None: the default)")
     min_new_pairs_to_retrain: int = Field(default=100, ge=1, description="captioned images not yet trained on")
     min_negative_feedback: int = Field(default=20, ge=1, description="'not relevant' marks since the last training")
+    min_feedback_marks: int = Field(default=20, ge=1, description="marks of either kind on train images since the "
+                                    "active model was trained, not used by any model yet")
+    judged_margin: float = Field(default=0.02, ge=0, description="largest drop allowed in mean judged average "
+                                 "precision on held-back marks (users' judgments)")
     max_request_epochs: int = Field(default=50, ge=1, description="most epochs a request may ask a training for "
                                     "(more: refused, nothing started)")
     max_training_minutes: float = Field(default=30.0, gt=0, description="a training the agents start stops after "
@@ -112,6 +116,9 @@ class Signals(BaseModel):
     trend: float | None = Field(default=None, description="change of the primary metric at the last promotion")
     negative_feedback: int = 0
     positive_feedback: int = 0
+    feedback_marks: list[int] = Field(default_factory=list, description="the unused marks on train images since the "
+                                      "active model was trained: what a retrain now would use")
+    held_back_marks: int = Field(default=0, description="marks since then on val/test images: they judge, never train")
     unevaluated_candidates: list[str] = Field(default_factory=list)
     evaluated_candidates: list[str] = Field(default_factory=list)
     index: dict[str, Any] = Field(default_factory=dict)
@@ -131,7 +138,7 @@ def _captionable(catalog: Catalog, captioner: str) -> int:
     """Uncaptioned accepted images that ``captioner`` has something to say about (a rule captioner needs a
     label or tags; a model captioner looks at the pixels)."""
     sql = ("SELECT COUNT(*) FROM images i WHERE i.status = 'ok' AND NOT EXISTS "
-           "(SELECT 1 FROM captions c WHERE c.image_id = i.id)")
+           "(SELECT 1 FROM captions c WHERE c.image_id = i.id AND c.source != 'feedback')")
     if captioner == "template":
         sql += " AND EXISTS (SELECT 1 FROM labels l WHERE l.image_id = i.id)"
     elif captioner == "tags":
@@ -139,13 +146,26 @@ def _captionable(catalog: Catalog, captioner: str) -> int:
     return int(catalog.query(sql)[0][0])
 
 
+def _unused_marks(catalog: Catalog, active: str) -> tuple[list[dict[str, Any]], int]:
+    """Marks no model was trained with yet, given since the active model was trained (all of them before any
+    training): those on train images (or images not placed yet), and how many are on held-out images."""
+    from tools.datasets import held_out_ids
+
+    mv = catalog.get_model_version(active)
+    since = mv["created_at"] if mv else None
+    fresh = [f for f in catalog.feedback(unused_only=True) if since is None or f["created_at"] > since]
+    held = held_out_ids(catalog) if fresh else set()
+    return [f for f in fresh if f["image_id"] not in held], sum(f["image_id"] in held for f in fresh)
+
+
 def read_signals(catalog: Catalog, *, store_kind: str = "lancedb", policy: PlannerPolicy | None = None,
                  captioner: str = "template") -> Signals:
     """Read the planner's signals from the catalog (nothing is written).
 
     New pairs are counted against the last trained model version whatever its status (a rejected
-    candidate was trained on them too), so a round never retrains twice on the same data; negative
-    feedback counts from that model's creation on.
+    candidate was trained on them too), so a round never retrains twice on the same data. Feedback counts
+    the marks since the active model was trained that no model has used yet (``used_in``), on images that
+    may be trained on: marks on held-out images judge models and never start a retraining.
     """
     policy = policy or PlannerPolicy()
     active = active_model_key(catalog)
@@ -154,14 +174,13 @@ def read_signals(catalog: Catalog, *, store_kind: str = "lancedb", policy: Plann
     reference = trained[-1] if trained else None
     captioned = _captioned_ids(catalog)
     new_pairs = len(captioned)
+    marks, held_back = _unused_marks(catalog, active)
     if reference is not None:
         ds = catalog.get_dataset(reference["dataset_id"])
         known = {r["image_id"] for r in catalog.query(
             "SELECT image_id FROM dataset_items WHERE dataset_id = ?", (reference["dataset_id"],))}
         recaptioned = _captioned_ids(catalog, since=ds["created_at"]) if ds else set()
         new_pairs = len((captioned - known) | (recaptioned & known))
-    since = reference["created_at"] if reference else None
-    feedback = [f for f in catalog.feedback(unused_only=True) if since is None or f["created_at"] > since]
     # the active model's latest held-out metrics, and the primary metric across promotions on that dataset
     latest = catalog.evaluations(model=active, split=policy.eval_split, limit=1)
     active_dataset = latest[0]["dataset"] if latest else None
@@ -191,11 +210,17 @@ def read_signals(catalog: Catalog, *, store_kind: str = "lancedb", policy: Plann
         active_model=active, active_metrics=active_metrics, active_metrics_dataset=active_dataset,
         metric_history=history,
         trend=history[-1]["value"] - history[-2]["value"] if len(history) >= 2 else None,
-        negative_feedback=sum(1 for f in feedback if not f["relevant"]),
-        positive_feedback=sum(1 for f in feedback if f["relevant"]),
+        negative_feedback=sum(1 for f in marks if not f["relevant"]),
+        positive_feedback=sum(1 for f in marks if f["relevant"]),
+        feedback_marks=[int(f["id"]) for f in marks], held_back_marks=held_back,
         unevaluated_candidates=unevaluated, evaluated_candidates=evaluated,
         index=index_state(catalog, store_kind),
     )
+
+
+def _ids(ids: Sequence[int], shown: int = 12) -> str:
+    text = ", ".join(f"#{i}" for i in ids[:shown])
+    return text + (f" and {len(ids) - shown} more" if len(ids) > shown else "")
 
 
 def decide(signals: Signals, policy: PlannerPolicy, *, captioner: str = "template") -> list[Decision]:
@@ -219,10 +244,18 @@ def decide(signals: Signals, policy: PlannerPolicy, *, captioner: str = "templat
     if signals.negative_feedback >= policy.min_negative_feedback:
         reasons.append(REASONS["retrain_feedback"].format(negative=signals.negative_feedback,
                                                           threshold=policy.min_negative_feedback))
+    elif len(signals.feedback_marks) >= policy.min_feedback_marks:
+        reasons.append(REASONS["retrain_marks"].format(
+            marks=len(signals.feedback_marks), positive=signals.positive_feedback,
+            negative=signals.negative_feedback, active=signals.active_model, threshold=policy.min_feedback_marks))
+    if reasons and signals.feedback_marks:
+        reasons.append(REASONS["retrain_uses_marks"].format(n=len(signals.feedback_marks),
+                                                            ids=_ids(signals.feedback_marks)))
     if reasons:
         out.append(Decision(action="retrain", reason="; ".join(reasons), evidence={
             **evidence, "pairs_after_captioning": pairs, "active_metrics": signals.active_metrics,
-            "trend": signals.trend}))
+            "trend": signals.trend, "feedback_marks": signals.feedback_marks,
+            "held_back_marks": signals.held_back_marks}))
     for candidate in signals.unevaluated_candidates:
         out.append(Decision(action="evaluate", evidence={"candidate": candidate}, reason=REASONS[
             "evaluate_candidate"].format(candidate=candidate, split=policy.eval_split)))

@@ -5,7 +5,9 @@ candidate's dataset version, image by image (:func:`tools.stats.paired_differenc
 policy's primary metrics both have. It says ``promote`` only when the candidate is better by more than
 ``promotion_margin`` *and* the whole interval of the paired difference lies above that margin, on at least
 ``min_eval_images`` images, and no primary metric drops by more than ``guard_regression_margin`` on the
-held-out split nor on the guard set. Otherwise ``keep_active``, with the reason and the evidence: both
+held-out split nor on the guard set, and its mean judged average precision on the users' held-back marks
+(:func:`app.evaluation.judged_pair`: marks on images no model trained on) does not drop by more than
+``judged_margin``. Otherwise ``keep_active``, with the reason and the evidence: both
 models' metrics, the difference with its interval and sample size, the candidate's per-class top-1 and
 its most frequent confusions. No model output can override these rules.
 """
@@ -50,8 +52,20 @@ class _Check:
         self.cand_eval = stored_evaluation(catalog, candidate, dataset, self.split) if dataset else {}
         self.act_eval = stored_evaluation(catalog, active, dataset, self.split) if dataset else {}
 
-    def keep(self, reason: str, **more: Any) -> Decision:
+    def keep(self, reason: str, *, note: bool = True, **more: Any) -> Decision:
+        """A ``keep_active`` verdict; the judged comparison, when there is one, is noted after the reason."""
+        judged = self.judged_fields() if note else None
+        if judged is not None:
+            reason = f"{reason}; {REASONS['judged_ok'].format(**judged)}"
         return Decision(action="keep_active", reason=reason, evidence={**self.evidence, **more})
+
+    def judged_fields(self) -> dict[str, Any] | None:
+        judged = self.evidence.get("judged")
+        if not judged or judged["candidate_ap"] is None or judged["active_ap"] is None:
+            return None
+        return dict(candidate=self.candidate, cand=judged["candidate_ap"], act=judged["active_ap"],
+                    delta=judged["candidate_ap"] - judged["active_ap"], judgments=judged["judgments"],
+                    queries=judged["queries"], margin=self.policy.judged_margin)
 
     def paired(self, metric: str) -> PairedDifference | None:
         cand, act = per_image_scores(self.cand_eval, metric), per_image_scores(self.act_eval, metric)
@@ -82,6 +96,35 @@ class _Check:
                 regressions="; ".join(regressions)), regressions=regressions)
         return REASONS["guard_ok"].format(margin=margin, guard=guard_name)
 
+    def judged(self) -> dict[str, Any] | None:
+        """Both models' judged metrics on the same held-back judgments (the candidate's newest), or None."""
+        rows = self.catalog.evaluations(model=self.candidate, dataset=self.dataset, split="judged", limit=1)
+        if not rows or not self.dataset:
+            return None
+        cand = rows[0]["metrics"]
+        act = next((r["metrics"] for r in self.catalog.evaluations(model=self.active, dataset=self.dataset,
+                                                                    split="judged", limit=20)
+                    if r["metrics"].get("fingerprint") == cand.get("fingerprint")), None)
+        if act is None:
+            return None
+        per_query = {q: {"candidate": m.get("average_precision"),
+                         "active": (act["per_query"].get(q) or {}).get("average_precision"), "n": m.get("n")}
+                     for q, m in (cand.get("per_query") or {}).items()}
+        return {"fingerprint": cand.get("fingerprint"), "judgments": (cand.get("counts") or {}).get("judgments"),
+                "candidate_ap": cand["overall"].get("average_precision"),
+                "active_ap": act["overall"].get("average_precision"),
+                "queries": cand["overall"].get("average_precision_queries"), "per_query": per_query}
+
+    def judged_block(self) -> Decision | str:
+        """A ``keep_active`` decision when the candidate loses on the judgments by more than the margin, else
+        the note for the reason."""
+        fields = self.judged_fields()
+        if fields is None:
+            return REASONS["judged_none"]
+        if fields["delta"] < -self.policy.judged_margin:
+            return self.keep(REASONS["keep_judged"].format(**fields), note=False)
+        return REASONS["judged_ok"].format(**fields)
+
 
 def check_promotion(catalog: Catalog, candidate: str, policy: PlannerPolicy, *, active: str | None = None
                     ) -> Decision:
@@ -99,7 +142,7 @@ def _compare(check: _Check) -> Decision:
     policy, split = check.policy, check.split
     cand, act = headline(check.cand_eval), headline(check.act_eval)
     check.evidence.update(candidate_metrics=cand or None, active_metrics=act or None, policy=policy.model_dump(),
-                          **_class_evidence(check.cand_eval))
+                          judged=check.judged(), **_class_evidence(check.cand_eval))
     names = dict(candidate=check.candidate, active=check.active, split=split, dataset=check.dataset)
     if not cand or not act:
         what = "" if check.dataset else " (no dataset version)"
@@ -120,10 +163,14 @@ def _compare(check: _Check) -> Decision:
         return check.keep(REASONS["keep_regression"].format(
             candidate=check.candidate, where=f"the held-out {split} split", margin=policy.guard_regression_margin,
             regressions="; ".join(held_out)), regressions=held_out)
+    judged = check.judged_block()
+    if isinstance(judged, Decision):
+        return judged
     guard = check.guard()
     if isinstance(guard, Decision):
         return guard
-    return Decision(action="promote", reason=REASONS["promote"].format(**fields, guard=guard), evidence=check.evidence)
+    return Decision(action="promote", reason=REASONS["promote"].format(**fields, guard=f"{guard}; {judged}"),
+                    evidence=check.evidence)
 
 
 def _early_verdict(check: _Check, paired: PairedDifference | None, fields: dict[str, Any]) -> Decision | None:

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from agents.concepts import TOOLS as CONCEPT_TOOLS
 from agents.context import AgentContext
 from agents.toolkit import ToolAgent, ToolOutput, ToolSpec
 from app.detect import DetectRequest, detect, export_geojson
@@ -34,6 +35,8 @@ class SearchArgs(BaseModel):
     scene: str | None = Field(default=None, description="only chips of this scene (id, id prefix or path)")
     bbox: list[float] | None = Field(default=None, min_length=4, max_length=4,
                                      description="only chips touching W, S, E, N (degrees)")
+    liked_from: str | None = Field(default=None, description="a query id: also search like the results marked "
+                                   "relevant on that search, and away from those marked not relevant")
 
 
 class DetectArgs(BaseModel):
@@ -96,13 +99,14 @@ def _described(args: SearchArgs, images: list[str]) -> str:
 
 def search_images(ctx: AgentContext, args: SearchArgs) -> ToolOutput:
     """Rank the active index's images for a text and/or an example image; describe each hit."""
-    if not args.query and not args.image:
+    liked, disliked = _marked(ctx, args.liked_from)
+    if not args.query and not args.image and not liked:
         raise ValueError("say what to look for (a text) or give an example image (a path or an image id)")
     images = [resolve_image(ctx.app, args.image)] if args.image else []
     area: dict[str, Any] = {"aoi": parse_bbox(args.bbox).to_dict()["geometry"]} if args.bbox else {}
-    query = Query(texts=[args.query] if args.query else [], images=images, negative_texts=list(args.negative),
-                  k=args.k, filter=args.filters or None, min_score=args.min_score,
-                  scenes=[args.scene] if args.scene else [], **area)
+    query = Query(texts=[args.query] if args.query else [], images=[*images, *liked], negative_images=disliked,
+                  negative_texts=list(args.negative), k=args.k, filter=args.filters or None,
+                  min_score=args.min_score, scenes=[args.scene] if args.scene else [], **area)
     result = search(ctx.app, query)
     hits = [{"rank": h.rank, "image_id": h.image_id, "uri": h.uri, "score": h.score, "label": h.label,
              "caption": h.captions[0] if h.captions else None, "bounds": h.bounds, "scene_id": h.scene_id,
@@ -115,6 +119,18 @@ def search_images(ctx: AgentContext, args: SearchArgs) -> ToolOutput:
     summary = SUMMARIES["search_images"].format(n=len(hits), described=_described(args, images),
                                                 index=result.index, hits=lines)
     return ToolOutput(summary, data)
+
+
+def _marked(ctx: AgentContext, query_id: str | None) -> tuple[list[str], list[str]]:
+    """The images marked relevant and not relevant on the search ``query_id`` (none without one)."""
+    if not query_id:
+        return [], []
+    marks = [r for r in ctx.app.catalog.feedback() if r["query_id"] == query_id and r.get("concept_id") is None]
+    liked = [r["image_id"] for r in marks if r["relevant"]]
+    if not liked:
+        raise LookupError("none of the last search's results is marked relevant yet: say which ones are right "
+                          "('the second one is right') first")
+    return liked, [r["image_id"] for r in marks if not r["relevant"]]
 
 
 def detect_tool(ctx: AgentContext, args: DetectArgs) -> ToolOutput:
@@ -170,6 +186,6 @@ TOOLS = (
     ToolSpec("record_feedback", feedback, FeedbackArgs, TOOL_DESCRIPTIONS["record_feedback"]),
     ToolSpec("export_results", export_results, ExportArgs, TOOL_DESCRIPTIONS["export_results"]),
 )
-AGENT = ToolAgent("query", TOOLS, system_prompt=AGENT_SYSTEM_PROMPTS["query"])
+AGENT = ToolAgent("query", (*TOOLS, *CONCEPT_TOOLS), system_prompt=AGENT_SYSTEM_PROMPTS["query"])
 
 __all__ = ["AGENT", "TOOLS", "DetectArgs", "ExplainHitArgs", "FeedbackArgs", "SearchArgs"]

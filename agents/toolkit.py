@@ -34,9 +34,11 @@ from prompts.agents import AGENT_TASK_TEMPLATE, REFUSED_FOR_READ
 log = logging.getLogger(__name__)
 
 ProgressWriter = Callable[[dict[str, Any]], None]
-#: the tools a caller with the ``read`` scope may use: they write nothing but a feedback mark
+#: the tools a caller with the ``read`` scope may use: they write nothing but feedback (a mark, a concept and its
+#: marks: agents/concepts.py)
 READ_TOOLS: frozenset[str] = frozenset({"search_images", "explain_hit", "record_feedback", "report_rejects",
-                                        "index_status"})
+                                        "index_status", "create_concept", "label_concept", "concept_results",
+                                        "concept_ask", "remember_concept", "list_concepts"})
 _progress: contextvars.ContextVar[ProgressWriter | None] = contextvars.ContextVar("progress", default=None)
 
 

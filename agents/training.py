@@ -49,6 +49,10 @@ def _fmt_metrics(metrics: dict[str, float] | None) -> str:
     return ", ".join(f"{k} {v:.3f}" for k, v in metrics.items() if k != "n_images")
 
 
+def _fmt_ap(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
 def _overrides(ctx: AgentContext, args: TrainArgs) -> dict[str, Any]:
     asked = {k: v for k, v in args.model_dump(include={"epochs", "max_steps", "batch_size", "lr"}).items()
              if v is not None}
@@ -91,8 +95,11 @@ def train_candidate(ctx: AgentContext, args: TrainArgs) -> ToolOutput:
             "job_id": result["job_id"], "run_dir": result["run_dir"], "steps": result["steps"],
             "final_loss": float(result["final_loss"]), "train_images": result["train_images"],
             "elapsed_s": round(float(result["elapsed_s"]), 1), "batch_size": result["batch_size"],
-            "notes": result["notes"], "resumed_from": result["resumed_from"]}
+            "notes": result["notes"], "resumed_from": result["resumed_from"],
+            "feedback_marks": int(result.get("feedback_marks") or 0)}
     resumed = f", resumed from job {data['resumed_from']}" if data["resumed_from"] else ""
+    if data["feedback_marks"]:
+        resumed += f"; {data['feedback_marks']} users' marks trained on (their used_in is {data['model_version']})"
     return ToolOutput(SUMMARIES["train_candidate"].format(**data, resumed=resumed), data)
 
 
@@ -109,6 +116,10 @@ def evaluate_model(ctx: AgentContext, args: EvaluateArgs) -> ToolOutput:
     if result.guard is not None:
         guard_text = f"; guard {result.guard['dataset_id']}/{result.guard['split']}: " \
                      f"{_fmt_metrics(result.guard['metrics'])}"
+    if result.judged is not None:
+        cand, act = result.judged["candidate"], result.judged["active"]
+        guard_text += (f"; judged AP on {result.judged['judgments']} held-back marks "
+                       f"{_fmt_ap(cand.get('average_precision'))} vs active {_fmt_ap(act.get('average_precision'))}")
     summary = SUMMARIES["evaluate_model"].format(model=result.model, dataset_id=result.dataset_id, split=args.split,
                                                  metrics=_fmt_metrics(result.metrics), comparison=comparison,
                                                  guard=guard_text)

@@ -12,6 +12,7 @@ from typing import Any
 
 from app.context import AppContext
 from tools.datasets import resolve_dataset
+from tools.judgments import JudgmentSet, read_judgments
 from tools.modelops import evaluate as evaluate_split
 from tools.modelref import active_model_key, headline, resolve_model, stored_evaluation, stored_metrics
 from tools.paths import check_allowed
@@ -64,6 +65,7 @@ class Comparison:
     active: str | None = None
     active_metrics: dict[str, float] | None = None
     guard: dict[str, Any] | None = None
+    judged: dict[str, Any] | None = None  # both models on the held-back judgments (:func:`judged_pair`)
 
     @property
     def delta_vs_active(self) -> dict[str, float] | None:
@@ -81,6 +83,8 @@ class Comparison:
             doc["delta_vs_active"] = self.delta_vs_active
         if self.guard is not None:
             doc["guard"] = self.guard
+        if self.judged is not None:
+            doc["judged"] = self.judged
         return doc
 
 
@@ -108,8 +112,63 @@ def compare_with_active(ctx: AppContext, *, model: str | None, dataset: str | No
     _, active_metrics = ensure_metrics(ctx, active, dataset_id, split)
     if guarded and guard_doc is not None:
         guard_doc["active_metrics"] = ensure_metrics(ctx, active, guard_ds, guard_split)[1]
-    return Comparison(key, dataset_id, split, metrics, active, active_metrics, guard_doc)
+    return Comparison(key, dataset_id, split, metrics, active, active_metrics, guard_doc,
+                      judged_pair(ctx, key, active, dataset_id))
 
 
-__all__ = ["Comparison", "compare_with_active", "ensure_metrics", "evaluate", "evaluate_manifest", "score",
-           "stored_metrics"]
+# -- judgments: the marks users gave, as an evaluation set ------------------------------------------------------
+
+#: the split name judged evaluations are stored under (kind ``judged``): not a dataset split, the marks
+JUDGED = "judged"
+
+
+def judgments_for(ctx: AppContext, *, dataset: str | None = None, held_back: bool = True
+                  ) -> tuple[JudgmentSet, str | None]:
+    """Every judgment, or (``held_back``) those on images outside the dataset version's train split, which no
+    model trained on that version has seen; with the dataset id (None: no dataset version yet, all of them)."""
+    found = read_judgments(ctx.catalog)
+    if not held_back:
+        return found, None
+    try:
+        ds = resolve_dataset(ctx.catalog, dataset)
+    except ValueError:
+        if dataset not in (None, "", "latest"):
+            raise
+        return found, None
+    return found.held_back(set(ctx.catalog.dataset_split(ds["id"], "train"))), str(ds["id"])
+
+
+def evaluate_judgments(ctx: AppContext, *, model: str | None, dataset: str | None = None, held_back: bool = True,
+                       judged: JudgmentSet | None = None, record: bool = True) -> dict[str, Any]:
+    """``model``'s precision@10, AP and nDCG@10 per judged query and overall (:mod:`tools.judged`), recorded
+    under the model's key (kind and split ``judged``, with the judgments' fingerprint)."""
+    from tools.judged import evaluate_judgments as score_judged
+
+    found, dataset_id = (judged, dataset) if judged is not None else judgments_for(
+        ctx, dataset=dataset, held_back=held_back)
+    ref, loaded = ctx.load_model(model)
+    ids = sorted({j.image_id for j in found.judgments} | {i for q in found.queries.values() for i in q.image_ids})
+    uris = {img.id: img.uri for img in ctx.catalog.iter_images(status="ok", ids=ids)}
+    doc = score_judged(loaded, found, uris, device=ctx.device, batch_size=ctx.config.batch_size)
+    doc = {"model": ref.key, "dataset": dataset_id, "held_back": held_back, **doc}
+    if record and found.judgments:
+        ctx.catalog.add_evaluation(model=ref.key, dataset=dataset_id or "all", split=JUDGED, kind=JUDGED, metrics=doc)
+    return doc
+
+
+def judged_pair(ctx: AppContext, model: str, active: str, dataset_id: str) -> dict[str, Any] | None:
+    """``model`` and the active model on the same held-back judgments of ``dataset_id`` (both recorded), or
+    None when there are none."""
+    found, _ = judgments_for(ctx, dataset=dataset_id)
+    if not found.judgments:
+        return None
+    cand = evaluate_judgments(ctx, model=model, dataset=dataset_id, judged=found)
+    act = evaluate_judgments(ctx, model=active, dataset=dataset_id, judged=found)
+    return {"fingerprint": cand["fingerprint"], "judgments": len(found.judgments), "candidate": cand["overall"],
+            "active": act["overall"], "per_query": {q: {"candidate": m.get("average_precision"),
+                                                        "active": act["per_query"].get(q, {}).get("average_precision"),
+                                                        "n": m["n"]} for q, m in cand["per_query"].items()}}
+
+
+__all__ = ["JUDGED", "Comparison", "compare_with_active", "ensure_metrics", "evaluate", "evaluate_judgments",
+           "evaluate_manifest", "judged_pair", "judgments_for", "score", "stored_metrics"]

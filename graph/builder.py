@@ -52,10 +52,8 @@ def _followup(state: AgentState, ctx: AgentContext) -> tuple[list[dict[str, Any]
     """The commands a follow-up asks for on the thread's last search (None: not a follow-up), and why one
     that names no such result cannot run."""
     last = (state.get("memory") or {}).get("last_search")
-    if not last:
-        return None, None
-    try:
-        return read_followup(state["request"], last, labels=list(ctx.app.catalog.label_counts())), None
+    try:  # concept requests ("show concept vineyards") are read with or without a last search
+        return read_followup(state["request"], last, labels=list(ctx.app.catalog.label_counts()) if last else []), None
     except LookupError as exc:
         return [{"intent": "unknown", "text": state["request"]}], str(exc)
 

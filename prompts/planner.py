@@ -18,6 +18,11 @@ REASONS: Final[dict[str, str]] = {
     "({reference}) (policy: retrain from {threshold})",
     "retrain_feedback": "{negative} search results were marked not relevant since the last training run "
     "(policy: retrain from {threshold})",
+    "retrain_marks": "{marks} marks ({positive} relevant, {negative} not relevant) on images that may be trained "
+    "on were given since the active model {active} was trained, and no model has used them yet (policy: retrain "
+    "from {threshold})",
+    "retrain_uses_marks": "the new dataset version turns the {n} marks ({ids}) into image-text pairs (relevant) "
+    "and hard negatives (not relevant); marks on val/test images are held back to judge the candidate",
     "evaluate_candidate": "candidate {candidate} has no metrics on the held-out {split} split of its dataset; "
     "it must be evaluated before it can be promoted",
     "reindex": "{why}; build the active model's index and switch the alias when it is complete",
@@ -47,6 +52,12 @@ REASONS: Final[dict[str, str]] = {
     "{dataset}/{split}{what}; evaluate both before a promotion",
     "keep_no_metric": "candidate {candidate} and the active model {active} share none of the metrics "
     "{metrics} on {dataset}/{split}; no promotion without a comparison",
+    "keep_judged": "candidate {candidate} loses on the users' held-back judgments: mean average precision "
+    "{cand:.4f} vs {act:.4f} ({delta:+.4f}, {judgments} judgments over {queries} queries), more than the allowed "
+    "margin {margin}; it is not promoted",
+    "judged_ok": "on the users' held-back judgments mean average precision {cand:.4f} vs {act:.4f} ({delta:+.4f}, "
+    "{judgments} judgments over {queries} queries; allowed drop {margin})",
+    "judged_none": "no held-back judgments to compare on",
     "already_active": "model {candidate} is already the active model",
     "guard_ok": "no regression beyond {margin} on the guard set {guard}",
     "guard_empty": "the guard set {guard} is empty, so only the held-out split was compared",

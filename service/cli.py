@@ -9,7 +9,7 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 
-from service.commands import agent, chat, data, model, ops, scenes, search, serve
+from service.commands import agent, chat, concepts, data, model, ops, scenes, search, serve
 from service.output import print_json
 
 #: Exceptions whose message is already written for the user: printed without a traceback, exit code 2.
@@ -20,7 +20,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
 # Modules that add sub-commands; each has register(subparsers, common) -> None.
 COMMAND_MODULES: list[Callable[..., None]] = [
     data.register, model.register, search.register, agent.register, chat.register, serve.register,
-    scenes.register, ops.register,
+    scenes.register, ops.register, concepts.register,
 ]
 
 

@@ -4,7 +4,8 @@ Held-out data stays held out: an image's split, once assigned, never changes acr
 Each version keeps the split an image already had in an earlier version (an image that was ever in a
 train split stays in train, so no model is ever judged on an image it may have trained on), honours the
 split a manifest gave it, and places only new images, by a hash of (seed, image id) within their stratum
-(their label). The same inputs always give the same split and the same dataset id.
+(their label). The same inputs always give the same split and the same dataset id. Users' marks on train
+images are part of a version (:func:`tools.judgments.training_feedback`): new marks make a new version.
 """
 
 from __future__ import annotations
@@ -74,6 +75,18 @@ def placed_splits(catalog: Catalog) -> dict[str, str]:
     return placed
 
 
+def held_out_ids(catalog: Catalog) -> set[str]:
+    """Images in a val or test split, or headed there (not placed yet, their manifest says val or test): marks on
+    them are held back, to judge models, never to train them."""
+    placed = placed_splits(catalog)
+    out = {i for i, split in placed.items() if split != "train"}
+    for r in catalog.query("SELECT id, json_extract(metadata, '$.split') AS split FROM images WHERE status = 'ok' "
+                           "AND json_extract(metadata, '$.split') IS NOT NULL"):
+        if r["id"] not in placed and _SPLIT_ALIASES.get(str(r["split"]).lower()) in ("val", "test"):
+            out.add(r["id"])
+    return out
+
+
 def create_dataset(
     catalog: Catalog, *, name: str | None = None, sources: Sequence[str] | None = None,
     val_frac: float = 0.1, test_frac: float = 0.1, seed: int = 0, require_captions: bool = False,
@@ -103,11 +116,14 @@ def create_dataset(
         what = f" from sources {sorted(wanted_sources)}" if wanted_sources else ""
         raise DatasetError(f"no accepted images{what} to make a dataset from; run `skyscout ingest` first")
     items = plan_split(strata, val_frac=val_frac, test_frac=test_frac, seed=seed, fixed=fixed)
-    params = {
+    params: dict[str, Any] = {
         "sources": sorted(wanted_sources) if wanted_sources else None, "val_frac": val_frac,
         "test_frac": test_frac, "seed": seed,
         "require_captions": require_captions, "stratified_by": "label",
     }
+    feedback = _feedback(catalog, {i for i, split in items if split == "train"})
+    if feedback is not None:
+        params["feedback"] = feedback
     digest = hashlib.sha256(json.dumps([params, items], sort_keys=True).encode()).hexdigest()[:12]
     dataset_id = f"ds-{digest}"
     label = name or ("+".join(sorted(wanted_sources)) if wanted_sources else "all")
@@ -116,6 +132,17 @@ def create_dataset(
     assert info is not None
     info["created"] = created
     return info
+
+
+def _feedback(catalog: Catalog, train_ids: set[str]) -> dict[str, Any] | None:
+    """Users' marks on train images as this version's pairs and hard negatives (None: there are none); the
+    ``feedback`` captions of the train images are brought in line with them first (:mod:`tools.judgments`).
+    Marks on val and test images are held back: they judge models and never train them."""
+    from tools.judgments import read_judgments, sync_feedback_captions, training_feedback
+
+    found = training_feedback(read_judgments(catalog), train_ids)
+    sync_feedback_captions(catalog, found.pairs, train_ids)
+    return found.to_params() if found.marks else None
 
 
 def _captioned_ids(catalog: Catalog) -> set[str]:

@@ -25,6 +25,7 @@ __all__ = [
     "TextEncoder",
     "class_aware_retrieval_metrics",
     "encode_image_files",
+    "judged_ranking_metrics",
     "l2_normalize",
     "recall_at_k",
     "retrieval_metrics",
@@ -233,6 +234,39 @@ def class_aware_retrieval_metrics(
     out = _retrieval_dict(t2i, i2t, ks)
     if text_to_image is not None:
         out["per_image"] = _per_image_recall(t2i, i2t, np.asarray(text_to_image), img.shape[0], ks)
+    return out
+
+
+# -- judged ranking (marks users gave) ------------------------------------------------------------------
+
+
+def judged_ranking_metrics(scores: Sequence[float] | np.ndarray, relevant: Sequence[bool] | np.ndarray, *,
+                           k: int = 10) -> dict[str, Any]:
+    """Precision@k, average precision and nDCG@k of one query's ranking of its *judged* images only.
+
+    ``scores[i]`` is the model's score of judged image ``i``, ``relevant[i]`` the user's mark. Images are
+    ranked by score, ties counted against the relevant ones (a relevant image ranks behind every not
+    relevant one with the same score). Precision@k is over the first ``min(k, n)`` judged images; AP and
+    nDCG are None when no image was judged relevant (there is nothing to find), precision too when none was
+    judged at all. ``n`` and ``n_relevant`` say how many judgments back the numbers.
+    """
+    s = np.asarray(scores, dtype=np.float64)
+    rel = np.asarray(relevant, dtype=bool)
+    if s.shape != rel.shape or s.ndim != 1:
+        raise ValueError(f"{s.shape} scores for {rel.shape} judgments; give one score per judged image")
+    n, n_rel = int(len(s)), int(rel.sum())
+    order = np.lexsort((rel, -s))  # by score, high first; on ties the not relevant (False) first
+    ranked = rel[order]
+    top = min(k, n)
+    out: dict[str, Any] = {"n": n, "n_relevant": n_rel, "k": k,
+                           f"precision@{k}": float(ranked[:top].mean()) if top else None}
+    if not n_rel:
+        return {**out, "average_precision": None, f"ndcg@{k}": None}
+    hits = np.flatnonzero(ranked)
+    out["average_precision"] = float(np.mean((np.arange(len(hits)) + 1) / (hits + 1)))
+    gains = 1.0 / np.log2(np.arange(top) + 2)
+    ideal = gains[: min(k, n_rel)].sum()
+    out[f"ndcg@{k}"] = float((ranked[:top] * gains).sum() / ideal)
     return out
 
 

@@ -9,6 +9,7 @@ This module joins the catalog (dataset versions, model versions, evaluations) to
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from tools.evaluation import (
     zero_shot_accuracy,
     zero_shot_classifier,
 )
+from tools.judgments import TrainingFeedback, text_key
 from tools.modelref import ModelRef, resolve_model
 from tools.models import TINY_ARCH, LoadedModel, load_model, save_checkpoint
 from tools.templates import REMOTE_SENSING_TEMPLATES
@@ -106,9 +108,47 @@ def train_config(arch: str | None, overrides: Mapping[str, Any] | None = None, n
 
 def training_items(catalog: Catalog, dataset_id: str, *, caption_sources: Sequence[str] | None = None
                    ) -> list[TrainItem]:
-    """The train split's (image, captions) pairs; images without captions are left out."""
-    return [TrainItem(image_path=it.uri, captions=it.captions)
-            for it in split_items(catalog, dataset_id, "train", caption_sources=caption_sources) if it.captions]
+    """The train split's (image, captions) pairs; images without captions are left out.
+
+    The dataset version's feedback (:mod:`tools.judgments`) adds one item per relevant mark (the image with the
+    mark's text as its only caption) and batches each not relevant image with one of those items of the same
+    text (``TrainItem.batch_with``): the text's positive and its hard negative meet in one contrastive batch.
+    """
+    split = [it for it in split_items(catalog, dataset_id, "train", caption_sources=caption_sources) if it.captions]
+    items = [TrainItem(image_path=it.uri, captions=it.captions) for it in split]
+    if caption_sources and "feedback" not in caption_sources:
+        return items
+    return with_feedback(items, [it.image_id for it in split], _dataset_feedback(catalog, dataset_id),
+                         {it.image_id: it.uri for it in split})
+
+
+def _dataset_feedback(catalog: Catalog, dataset_id: str) -> TrainingFeedback:
+    info = catalog.get_dataset(dataset_id) or {}
+    return TrainingFeedback.from_params((info.get("params") or {}).get("feedback"))
+
+
+def with_feedback(items: list[TrainItem], image_ids: Sequence[str], feedback: TrainingFeedback,
+                  uris: Mapping[str, str]) -> list[TrainItem]:
+    """``items`` (one per image id of ``image_ids``) plus the feedback's pair items, with each hard negative's
+    item batched with a pair item of its text (in turn, when a text has several)."""
+    if not feedback.pairs and not feedback.hard_negatives:
+        return items
+    out = list(items)
+    pair_items: dict[str, list[int]] = {}
+    for image_id, text in feedback.pairs:
+        if image_id in uris:
+            pair_items.setdefault(text_key(text), []).append(len(out))
+            out.append(TrainItem(image_path=uris[image_id], captions=[text]))
+    position = {image_id: i for i, image_id in enumerate(image_ids)}
+    turn: dict[str, int] = {}
+    for image_id, text in feedback.hard_negatives:
+        partners, at = pair_items.get(text_key(text)), position.get(image_id)
+        if not partners or at is None or out[at].batch_with is not None:
+            continue  # no positive of that text to meet in a batch, or the image is already paired
+        n = turn.get(text_key(text), 0)
+        turn[text_key(text)] = n + 1
+        out[at] = dataclasses.replace(out[at], batch_with=partners[n % len(partners)])
+    return out
 
 
 @dataclass
@@ -121,6 +161,7 @@ class TrainingPlan:
     items: list[TrainItem]
     config: TrainConfig
     caption_sources: list[str]
+    feedback_marks: list[int] = dataclasses.field(default_factory=list)  # the marks behind its feedback items
 
     def params(self, run_dir: Path) -> dict[str, Any]:
         """The job parameters: what identifies the run (an interrupted one is found again by these)."""
@@ -148,7 +189,8 @@ def prepare_training(
             f"dataset {ds['id']} has {len(items)} captioned training images, fewer than one batch "
             f"({config.effective_batch_size}); caption more images (`skyscout caption`) or lower --batch-size"
         )
-    return TrainingPlan(ref, loaded, ds["id"], items, config, list(caption_sources or []))
+    marks = [] if caption_sources and "feedback" not in caption_sources else _dataset_feedback(catalog, ds["id"]).marks
+    return TrainingPlan(ref, loaded, ds["id"], items, config, list(caption_sources or []), marks)
 
 
 #: what a finished run no longer needs (its weights are in ``model.pt``): the resumable state, the final
@@ -222,6 +264,9 @@ def finetune(
             arch=loaded.arch, base=ref.key, parent=ref.version_id, dataset_id=plan.dataset_id,
             checkpoint=str(weights), params={**params, "result": summary},
         )
+        if plan.feedback_marks:
+            catalog.set_feedback_used(plan.feedback_marks, model_id)
+            summary["feedback_marks"] = len(plan.feedback_marks)
         catalog.update_job(job.id, result={"model_version": model_id, **summary})
         return {"completed": True, "model_version": model_id, "run_dir": str(run_dir), "job_id": job.id,
                 "dataset": plan.dataset_id, "base": ref.key, "config": plan.config.model_dump(mode="json"),

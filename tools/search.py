@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from tools.catalog import Catalog
-from tools.stores.base import VectorStore
+from tools.stores.base import Hit, VectorStore
 from tools.stores.filters import bbox_filter
 from tools.templates import REMOTE_SENSING_TEMPLATES
 
@@ -181,6 +181,12 @@ def search(query: Query, *, store: VectorStore, catalog: Catalog, encode_text: T
     raw = _nearest(query, vec, store, catalog, set(query.images))
     if query.min_score is not None:
         raw = [h for h in raw if h.score >= query.min_score]
+    return SearchResult(query_id=f"q-{uuid.uuid4().hex[:12]}", index=store.name, query=asdict(query),
+                        hits=describe_hits(raw, catalog))
+
+
+def describe_hits(raw: Sequence[Hit], catalog: Catalog) -> list[SearchHit]:
+    """The store's hits, ranked in the given order, each described from the catalog (labels, captions, where)."""
     captions = catalog.captions_for([h.id for h in raw])
     hits = []
     for rank, h in enumerate(raw, start=1):
@@ -195,7 +201,7 @@ def search(query: Query, *, store: VectorStore, catalog: Catalog, encode_text: T
             scene_id=rec.scene_id if rec else None, window=rec.window if rec else None,
             geometry=rec.footprint if rec else None,
         ))
-    return SearchResult(query_id=f"q-{uuid.uuid4().hex[:12]}", index=store.name, query=asdict(query), hits=hits)
+    return hits
 
 
 def precision_at_k(hits: Sequence[SearchHit], label: str, k: int = 10) -> float:

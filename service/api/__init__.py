@@ -2,8 +2,8 @@
 web app at ``/`` (:mod:`service.api.web`; map tiles, search by upload and the status panel's routes are
 ``tiles``, ``upload`` and ``inventory``).
 
-``create_app`` assembles the routers (``search``, ``ops``, ``agents``) over one :class:`Services` per
-process, built in the app's lifespan (never at import); the improvement loop of ``SKYSCOUT_IMPROVE_EVERY``
+``create_app`` assembles the routers (``search``, ``ops``, ``agents``, ``concepts``, ...) over one
+:class:`Services` per process, built in the app's lifespan (never at import); the improvement loop of ``SKYSCOUT_IMPROVE_EVERY``
 runs inside it on the same services. Every route but ``/healthz`` (``/openapi.json`` and ``/docs`` too) needs
 a bearer token from ``SKYSCOUT_API_TOKENS`` (compared in constant time): 401 without one, 403 with a wrong one;
 a ``read:`` token may not start work (:mod:`service.api.deps`). Bodies larger than ``SKYSCOUT_MAX_BODY_BYTES``
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
-from service.api import agents, inventory, ops, scenes, search, tiles, upload, web
+from service.api import agents, concepts, inventory, ops, scenes, search, tiles, upload, web
 from service.api.errors import SkyScoutAPI, install_error_handlers
 from service.context import Services
 from service.settings import Settings, load_settings
@@ -63,7 +63,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
                       redoc_url=None, openapi_url=None)  # the description needs a token too: ops.described
     install_error_handlers(app, max_body_bytes=settings.max_body_bytes)
     for router in (ops.public, ops.described, web.router, ops.router, upload.router, search.router, agents.router,
-                   tiles.router, scenes.router, inventory.router):
+                   tiles.router, scenes.router, inventory.router, concepts.router):
         app.include_router(router)
     app.add_middleware(web.ServerTiming)
     web.mount_web(app)  # the web app at / (after the routes, which match first)

@@ -1,8 +1,9 @@
 """What routes depend on: the process's services, the bearer-token check, and the token's scope.
 
 Tokens come from ``SKYSCOUT_API_TOKENS``: ``read:TOKEN`` may search, read status, jobs and thumbnails, give
-feedback and chat (a chat that searches and explains); ``operate:TOKEN`` (or a bare ``TOKEN``) may also
-start work: chat actions that write, ``/v1/improve``, cancelling jobs.
+feedback and chat (a chat that searches and explains), and create, read and label concepts (a saved search and
+its marks are feedback); ``operate:TOKEN`` (or a bare ``TOKEN``) may also start work: chat actions that write,
+``/v1/improve``, cancelling jobs, and delete concepts (their marks are judgments evaluations rest on).
 """
 
 from __future__ import annotations

@@ -39,6 +39,11 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     e.add_argument("--dataset", default="latest")
     e.add_argument("--split", default="val", choices=("train", "val", "test"))
     e.add_argument("--manifest", help="evaluate a labelled manifest that is not in the catalog")
+    e.add_argument("--judgments", action="store_true",
+                   help="score the users' marks instead: precision@10, AP and nDCG@10 per judged query and overall, "
+                        "on the marks outside the dataset version's train split (held back)")
+    e.add_argument("--all-judgments", action="store_true",
+                   help="with --judgments: every mark, also those on images the model may have trained on")
     e.set_defaults(handler=cmd_eval)
 
     pr = sub.add_parser("promote", parents=[common], help="make a model version the active one")
@@ -115,6 +120,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from app.evaluation import evaluate, evaluate_manifest
 
     app = Services().app
+    if args.judgments or args.all_judgments:
+        return _eval_judgments(app, args)
     if args.manifest:
         doc = evaluate_manifest(app, model=args.model, manifest=args.manifest)
     else:
@@ -123,6 +130,33 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print_json(doc)
         return 0
     print(kv(_eval_rows(doc)))
+    return 0
+
+
+def _eval_judgments(app: Any, args: argparse.Namespace) -> int:
+    from app.evaluation import evaluate_judgments
+
+    doc = evaluate_judgments(app, model=args.model, dataset=args.dataset, held_back=not args.all_judgments)
+    if args.json:
+        print_json(doc)
+        return 0
+    which = "every mark" if args.all_judgments else f"marks held back from {doc['dataset'] or 'any training'}"
+    print(f"model {doc['model']} on {which}: {doc['counts']['judgments']} judgments, {doc['counts']['queries']} "
+          f"queries ({doc['counts']['superseded']} older marks superseded, "
+          f"{doc['counts']['left_out_without_text']} without a query text left out)")
+
+    def fmt(v: Any) -> str:
+        return "-" if v is None else f"{v:.3f}"
+
+    rows = [(q, m["n"], m["n_relevant"], fmt(m["precision@10"]), fmt(m["average_precision"]), fmt(m["ndcg@10"]))
+            for q, m in doc["per_query"].items()]
+    o = doc["overall"]
+    rows.append(("overall (mean over queries)", sum(m["n"] for m in doc["per_query"].values()),
+                 sum(m["n_relevant"] for m in doc["per_query"].values()), fmt(o["precision@10"]),
+                 fmt(o["average_precision"]), fmt(o["ndcg@10"])))
+    print(table(rows, ["query", "judged", "relevant", "P@10", "AP", "nDCG@10"]))
+    print(f"AP rests on {o['average_precision_queries']} queries with a relevant mark "
+          f"({o['average_precision_judgments']} judgments)")
     return 0
 
 

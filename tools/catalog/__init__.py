@@ -6,12 +6,13 @@ database from version ``i`` to ``i + 1`` and ``PRAGMA user_version`` records whe
 
 The tables are served by one mixin per group (:mod:`~tools.catalog.images`, :mod:`~tools.catalog.datasets`,
 :mod:`~tools.catalog.models`, :mod:`~tools.catalog.journal`, :mod:`~tools.catalog.jobs`,
-:mod:`~tools.catalog.scenes`) over the connection plumbing in :mod:`~tools.catalog.connection`; :class:`Catalog`
-combines them.
+:mod:`~tools.catalog.scenes`, :mod:`~tools.catalog.concepts`) over the connection plumbing in
+:mod:`~tools.catalog.connection`; :class:`Catalog` combines them.
 """
 
 from __future__ import annotations
 
+from tools.catalog.concepts import ConceptExistsError, ConceptsMixin
 from tools.catalog.connection import CatalogDamagedError, CatalogError, CatalogUnwritableError
 from tools.catalog.datasets import DatasetsMixin
 from tools.catalog.images import ImagesMixin
@@ -23,7 +24,7 @@ from tools.catalog.scenes import ChipRecord, SceneRecord, ScenesMixin
 from tools.catalog.schema import CAPTION_SOURCES, FINISHED_STATES, MIGRATIONS, CaptionSource, JobState
 
 
-class Catalog(ImagesMixin, DatasetsMixin, ModelsMixin, JournalMixin, JobsMixin, ScenesMixin):
+class Catalog(ImagesMixin, DatasetsMixin, ModelsMixin, JournalMixin, JobsMixin, ScenesMixin, ConceptsMixin):
     """Typed access to the catalog database. Safe to share between threads (one connection each)."""
 
 
@@ -36,6 +37,7 @@ __all__ = [
     "CatalogDamagedError",
     "CatalogError",
     "CatalogUnwritableError",
+    "ConceptExistsError",
     "ChipRecord",
     "ImageRecord",
     "Job",

@@ -243,8 +243,9 @@ class ImagesMixin(CatalogBase):
     def images_without_caption(
         self, source: str | None, limit: int | None = None
     ) -> list[str]:
-        """Ids of accepted images with no caption from ``source`` (``None``: from any source)."""
-        match = "" if source is None else " AND c.source = ?"
+        """Ids of accepted images with no caption from ``source`` (``None``: from any source but ``feedback``,
+        whose captions are additions to a description, not one)."""
+        match = " AND c.source != 'feedback'" if source is None else " AND c.source = ?"
         sql = (
             "SELECT i.id FROM images i WHERE i.status = 'ok' AND NOT EXISTS "
             f"(SELECT 1 FROM captions c WHERE c.image_id = i.id{match}) ORDER BY i.id"
@@ -256,10 +257,10 @@ class ImagesMixin(CatalogBase):
         return [r["id"] for r in self.query(sql, params)]
 
     def count_uncaptioned(self) -> int:
-        """Accepted images with no caption from any source."""
+        """Accepted images with no caption from any source (feedback captions do not count)."""
         return int(self.query(
             "SELECT COUNT(*) FROM images i WHERE i.status = 'ok' AND NOT EXISTS "
-            "(SELECT 1 FROM captions c WHERE c.image_id = i.id)"
+            "(SELECT 1 FROM captions c WHERE c.image_id = i.id AND c.source != 'feedback')"
         )[0][0])
 
     def caption_counts(self) -> dict[str, int]:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from tools.catalog.connection import CatalogBase
@@ -37,23 +39,43 @@ class JournalMixin(CatalogBase):
         return [dict(r) | {"evidence": json.loads(r["evidence"])} for r in rows]
 
     def add_feedback(self, *, image_id: str, relevant: bool, query: str | None = None,
-                     query_id: str | None = None, model: str | None = None) -> int:
-        """Record a mark on a search result; one mark per (query id, image): a repeat replaces it (same id)."""
+                     query_id: str | None = None, model: str | None = None, concept_id: str | None = None) -> int:
+        """Record a mark on a search result (or on a concept's image); one mark per (concept, query id, image):
+        a repeat replaces it (same id, counted once; the last one wins) and is no longer marked as used."""
         with self.transaction() as conn:
-            found = conn.execute("SELECT id FROM feedback WHERE COALESCE(query_id, '') = ? AND image_id = ?",
-                                 (query_id or "", image_id)).fetchone()
-            if found is not None:
-                conn.execute("UPDATE feedback SET relevant = ?, query = COALESCE(?, query), "
-                             "model = COALESCE(?, model), created_at = ? WHERE id = ?",
-                             (int(relevant), query, model, time.time(), found["id"]))
-                return int(found["id"])
-            cur = conn.execute(
-                "INSERT INTO feedback (query_id, query, image_id, relevant, model, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (query_id, query, image_id, int(relevant), model, time.time()),
-            )
-        return int(cur.lastrowid or 0)
+            return mark(conn, image_id=image_id, relevant=relevant, query=query, query_id=query_id, model=model,
+                        concept_id=concept_id)
 
     def feedback(self, *, unused_only: bool = False) -> list[dict[str, Any]]:
         sql = "SELECT * FROM feedback" + (" WHERE used_in IS NULL" if unused_only else "") + " ORDER BY id"
         return [dict(r) for r in self.query(sql)]
+
+    def set_feedback_used(self, feedback_ids: Sequence[int], model_version: str) -> int:
+        """Record that ``model_version`` was trained with these marks (``used_in``); returns how many."""
+        ids = list(feedback_ids)
+        with self.transaction() as conn:
+            for start in range(0, len(ids), 900):
+                chunk = ids[start:start + 900]
+                conn.execute(f"UPDATE feedback SET used_in = ? WHERE id IN ({','.join('?' * len(chunk))})",
+                             [model_version, *chunk])
+        return len(ids)
+
+
+def mark(conn: sqlite3.Connection, *, image_id: str, relevant: bool, query: str | None, query_id: str | None,
+         model: str | None, concept_id: str | None) -> int:
+    """Insert or replace one mark inside an open transaction; returns its id."""
+    found = conn.execute("SELECT id, relevant FROM feedback WHERE COALESCE(concept_id, '') = ? AND "
+                         "COALESCE(query_id, '') = ? AND image_id = ?",
+                         (concept_id or "", query_id or "", image_id)).fetchone()
+    if found is not None:
+        changed = int(found["relevant"]) != int(relevant)
+        conn.execute("UPDATE feedback SET relevant = ?, query = COALESCE(?, query), model = COALESCE(?, model), "
+                     "created_at = ?, used_in = CASE WHEN ? THEN NULL ELSE used_in END WHERE id = ?",
+                     (int(relevant), query, model, time.time(), int(changed), found["id"]))
+        return int(found["id"])
+    cur = conn.execute(
+        "INSERT INTO feedback (query_id, query, image_id, relevant, model, concept_id, created_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (query_id, query, image_id, int(relevant), model, concept_id, time.time()),
+    )
+    return int(cur.lastrowid or 0)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-CaptionSource = Literal["human", "template", "tags", "blip", "blip2"]
-CAPTION_SOURCES: tuple[str, ...] = ("human", "template", "tags", "blip", "blip2")
+CaptionSource = Literal["human", "template", "tags", "blip", "blip2", "feedback"]
+#: caption sources; ``feedback`` captions are the query texts of relevant marks (tools.feedback)
+CAPTION_SOURCES: tuple[str, ...] = ("human", "template", "tags", "blip", "blip2", "feedback")
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled", "abandoned"]
 #: the states a job ends in
 FINISHED_STATES: tuple[str, ...] = ("succeeded", "failed", "cancelled", "abandoned")
@@ -206,5 +207,37 @@ MIGRATIONS: list[str] = [
     DELETE FROM feedback WHERE id NOT IN (SELECT MAX(id) FROM feedback GROUP BY COALESCE(query_id, ''), image_id);
     CREATE UNIQUE INDEX feedback_query_image ON feedback(COALESCE(query_id, ''), image_id);
     ALTER TABLE model_versions ADD COLUMN files_deleted_at REAL;
+    """,
+    # 4 -> 5: concepts (named, saved searches a user labels), feedback marks that belong to a concept (one mark
+    # per concept or query, and image), and captions written from relevant marks (source 'feedback').
+    """
+    CREATE TABLE concepts (
+        id          TEXT PRIMARY KEY,              -- c-<hex>
+        name        TEXT NOT NULL,
+        name_key    TEXT NOT NULL UNIQUE,          -- the name folded to lower case: names are unique without case
+        texts       TEXT NOT NULL DEFAULT '[]',    -- JSON list: the query texts (empty: the name is the text)
+        image_ids   TEXT NOT NULL DEFAULT '[]',    -- JSON list: example images
+        negative_texts TEXT NOT NULL DEFAULT '[]', -- JSON list: what the results should not show
+        created_at  REAL NOT NULL,
+        updated_at  REAL NOT NULL
+    );
+    ALTER TABLE feedback ADD COLUMN concept_id TEXT;
+    DROP INDEX feedback_query_image;
+    CREATE UNIQUE INDEX feedback_mark ON feedback(COALESCE(concept_id, ''), COALESCE(query_id, ''), image_id);
+    CREATE INDEX feedback_concept ON feedback(concept_id);
+    CREATE TABLE captions_v5 (
+        id          INTEGER PRIMARY KEY,
+        image_id    TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+        text        TEXT NOT NULL,
+        source      TEXT NOT NULL CHECK (source IN ('human', 'template', 'tags', 'blip', 'blip2', 'feedback')),
+        model       TEXT,
+        created_at  REAL NOT NULL,
+        UNIQUE (image_id, source, text)
+    );
+    INSERT INTO captions_v5 (id, image_id, text, source, model, created_at)
+        SELECT id, image_id, text, source, model, created_at FROM captions;
+    DROP TABLE captions;
+    ALTER TABLE captions_v5 RENAME TO captions;
+    CREATE INDEX captions_image ON captions(image_id, source);
     """,
 ]

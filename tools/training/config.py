@@ -56,10 +56,15 @@ BatchOrder = Literal["random", "spread_captions"]
 
 @dataclass(frozen=True)
 class TrainItem:
-    """One training image and its captions (one is sampled per visit)."""
+    """One training image and its captions (one is sampled per visit).
+
+    ``batch_with`` (the index of another item) puts this item in the contrastive batch of that one in every
+    epoch: a hard negative meets the positive it was confused with (:func:`tools.training.data.batch_partners`).
+    """
 
     image_path: str
     captions: list[str]
+    batch_with: int | None = None
 
 
 class TrainConfig(BaseModel):

@@ -1,4 +1,5 @@
-"""The data side of training: per-sample seeds, epoch order, caption-cluster batch order, dataset, sampler, collate.
+"""The data side of training: per-sample seeds, epoch order, caption-cluster batch order, hard-negative partners,
+dataset, sampler, collate.
 
 Nothing here reads a global random state: the order of an epoch is a permutation drawn from ``(seed, epoch)``,
 and the caption chosen for an image and its augmentation are drawn from a seed derived from
@@ -23,6 +24,7 @@ from tools.training.config import TrainItem
 
 __all__ = [
     "CaptionedImages",
+    "batch_partners",
     "Collate",
     "RunBatches",
     "caption_bank",
@@ -147,6 +149,35 @@ def spread_order(order: np.ndarray, groups: np.ndarray, seed: int, epoch: int = 
     return np.asarray(out, dtype=order.dtype)
 
 
+def batch_partners(order: np.ndarray, partners: np.ndarray, batch: int, usable: int) -> np.ndarray:
+    """``order`` with each item that has a partner (``partners[i] >= 0``, an item index) moved into its
+    partner's batch of ``batch`` positions, by swapping it with the first item of that batch that is neither a
+    partner nor already placed. Only the first ``usable`` positions form batches (the rest of an epoch is left
+    out). Items are placed in index order, so the result depends only on its inputs (exact resume)."""
+    out = order.copy()
+    pos = np.empty(len(out), dtype=np.int64)
+    pos[out] = np.arange(len(out))
+    fixed = np.zeros(len(out), dtype=bool)  # by position: partners, and items already placed
+    movers = np.flatnonzero(partners >= 0)
+    fixed[pos[partners[movers]]] = True
+    for i in movers.tolist():
+        p = int(partners[i])
+        if pos[p] >= usable or fixed[pos[i]]:
+            continue  # its partner is not in this epoch's batches, or it is a partner itself
+        target = int(pos[p]) // batch
+        if int(pos[i]) // batch == target and pos[i] < usable:
+            fixed[pos[i]] = True
+            continue
+        slot = next((q for q in range(target * batch, min((target + 1) * batch, usable)) if not fixed[q]), None)
+        if slot is None:
+            continue
+        j, old = int(out[slot]), int(pos[i])
+        out[slot], out[old] = i, j
+        pos[i], pos[j] = slot, old
+        fixed[slot] = True
+    return out
+
+
 @contextlib.contextmanager
 def _seeded(seed: int) -> Iterator[None]:
     """Seed torch (CPU), NumPy and Python RNGs for a block, restoring their states afterwards."""
@@ -191,7 +222,7 @@ class RunBatches(torch.utils.data.Sampler[list[tuple[int, int]]]):
     """All remaining micro-batches of a run, epochs chained, starting at micro-batch ``start``."""
 
     def __init__(self, n_items: int, micro_batch: int, micro_per_epoch: int, start: int, stop: int, seed: int,
-                 groups: np.ndarray | None = None, group_batch: int = 0):
+                 groups: np.ndarray | None = None, group_batch: int = 0, partners: np.ndarray | None = None):
         self.n_items = n_items
         self.micro_batch = micro_batch
         self.micro_per_epoch = micro_per_epoch
@@ -200,6 +231,7 @@ class RunBatches(torch.utils.data.Sampler[list[tuple[int, int]]]):
         self.seed = seed
         self.groups = groups  # caption group per item: when set, each batch mixes the groups
         self.group_batch = group_batch  # the contrastive batch (micro-batch x accumulation steps)
+        self.partners = partners  # per item, the item whose contrastive batch it joins (-1: none)
 
     def __len__(self) -> int:
         return self.stop - self.start
@@ -212,6 +244,9 @@ class RunBatches(torch.utils.data.Sampler[list[tuple[int, int]]]):
                 order = _epoch_order(self.seed, epoch, self.n_items)
                 if self.groups is not None:
                     order = spread_order(order, self.groups, self.seed, epoch, self.group_batch)
+                if self.partners is not None:
+                    order = batch_partners(order, self.partners, self.group_batch or self.micro_batch,
+                                           self.micro_per_epoch * self.micro_batch)
             idx = order[pos * self.micro_batch : (pos + 1) * self.micro_batch]
             yield [(epoch, int(i)) for i in idx]
 

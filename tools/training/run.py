@@ -225,6 +225,9 @@ def make_loader(run: Run, transform: Callable[[Image.Image], torch.Tensor]) -> t
     sampler_args = (len(run.items), config.batch_size, run.micro_per_epoch, run.start_step * config.accum_steps,
                     run.total_steps * config.accum_steps, config.seed)
     sampler_kwargs: dict[str, Any] = {"groups": run.groups, "group_batch": config.effective_batch_size}
+    if any(it.batch_with is not None for it in run.items):  # hard negatives meet their positives
+        sampler_kwargs["partners"] = np.array([-1 if it.batch_with is None else it.batch_with for it in run.items],
+                                              dtype=np.int64)
     if run.dist is not None:  # this rank's slice of the same global batches
         from tools.training.distributed import RankBatches
 

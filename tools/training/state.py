@@ -71,7 +71,10 @@ def set_rng_states(states: Mapping[str, Any], device: torch.device) -> None:
 def items_fingerprint(items: Sequence[TrainItem]) -> str:
     h = hashlib.sha256()
     for it in items:
-        h.update(json.dumps([it.image_path, list(it.captions)]).encode())
+        row: list[Any] = [it.image_path, list(it.captions)]
+        if it.batch_with is not None:  # only then: the fingerprints of runs without partners stay as they were
+            row.append(it.batch_with)
+        h.update(json.dumps(row).encode())
         h.update(b"\n")
     return h.hexdigest()
 
