@@ -10,9 +10,10 @@ once on one thread: the second gets 409.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
@@ -22,6 +23,7 @@ from service.api.deps import AUTH, OPERATE, Redact, Scope, ServicesDep
 from service.api.schemas import ERROR_RESPONSES, ChatRequest
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 router = APIRouter(prefix="/v1", dependencies=AUTH, responses=ERROR_RESPONSES, tags=["agents"])
 #: how often a running chat checks whether its client is still there
 DISCONNECT_POLL_S = 1.0
@@ -47,6 +49,21 @@ async def chat_route(body: ChatRequest, request: Request, services: ServicesDep,
     return doc
 
 
+def in_one_context(events: Iterator[T]) -> Iterator[T]:
+    """``events`` advanced always inside one ``contextvars.Context``. The threadpool runs each step of a streamed
+    response in a fresh copy of the context, and a run sets context variables (its jobs' origin) that must be
+    reset in the context that set them: without this the stream ended in an error instead of ``done``."""
+    ctx = contextvars.copy_context()
+    end = object()
+    try:
+        while (item := ctx.run(next, events, end)) is not end:
+            yield item  # type: ignore[misc]
+    finally:
+        close = getattr(events, "close", None)
+        if close is not None:
+            ctx.run(close)
+
+
 @router.post("/chat/stream", response_class=EventSourceResponse)
 def chat_stream_route(body: ChatRequest, services: ServicesDep, scope: Scope,
                       redact: Redact) -> Iterator[ServerSentEvent]:
@@ -56,8 +73,9 @@ def chat_stream_route(body: ChatRequest, services: ServicesDep, scope: Scope,
     runner = services.runner()
     finished = False
     try:
-        for mode, chunk in runner.stream(body.message, thread_id=body.thread_id, approve=body.approve,
-                                         context=services.agents.scoped(scope)):  # type: ignore[arg-type]
+        for mode, chunk in in_one_context(runner.stream(
+                body.message, thread_id=body.thread_id, approve=body.approve,
+                context=services.agents.scoped(scope))):  # type: ignore[arg-type]
             if mode == "custom":
                 kind = "started" if "started" in chunk else "progress"
                 yield ServerSentEvent(event=kind, data=redact(chunk.get(kind, chunk)))

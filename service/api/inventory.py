@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
 from app.inventory import decisions, indexes, models
 from service.api.deps import AUTH, App, Redact, ServicesDep
@@ -35,7 +35,12 @@ def decisions_route(app: App, redact: Redact, limit: Annotated[int, Query(ge=1, 
 
 
 @router.get("/ui")
-def ui_route(services: ServicesDep) -> dict[str, Any]:
-    """The web app's settings: an optional XYZ basemap (``SKYSCOUT_BASEMAP_URL``; none by default)."""
+def ui_route(request: Request, services: ServicesDep) -> dict[str, Any]:
+    """The web app's settings: an optional XYZ basemap (``SKYSCOUT_BASEMAP_URL``; none by default), and which
+    optional parts of the API this server has (the page uses them when present, without probing)."""
+    from service.api.scenes import DetectBody
+
     s = services.settings
-    return {"basemap_url": s.basemap_url, "basemap_attribution": s.basemap_attribution}
+    paths = {getattr(r, "path", "") for r in request.app.routes}
+    return {"basemap_url": s.basemap_url, "basemap_attribution": s.basemap_attribution,
+            "features": {"concepts": "/v1/concepts" in paths, "detect_concept": "concept" in DetectBody.model_fields}}

@@ -21,11 +21,12 @@ described = APIRouter(dependencies=AUTH, include_in_schema=False)
 
 @public.get("/healthz")
 def healthz(request: Request) -> dict[str, str]:
-    """Liveness, and which SkyScout home this server serves (an opaque id: the CLI uses the server for
-    its reads only when it is the same home)."""
+    """Liveness, which SkyScout home this server serves (an opaque id: the CLI uses the server for its reads
+    only when it is the same home), and whether calls need a bearer token (the web app asks for one first)."""
     from service.context import instance_id
 
-    return {"status": "ok", "instance": instance_id(request.app.state.services.settings)}
+    settings = request.app.state.services.settings
+    return {"status": "ok", "instance": instance_id(settings), "auth": "bearer" if settings.tokens else "none"}
 
 
 @described.get("/openapi.json")

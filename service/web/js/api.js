@@ -39,6 +39,13 @@ function askToken(message) {
   return waiting;
 }
 
+// before the first call: ask for a token when the server wants one and the tab has none (no 401 first)
+export async function ensureToken() {
+  if (token()) return;
+  const health = await (await fetch("/healthz")).json();
+  if (health.auth === "bearer") await askToken("");
+}
+
 function headers(extra) {
   const h = new Headers(extra || {});
   const t = token();
@@ -93,6 +100,13 @@ export async function call(path, { method = "GET", json, body, contentType } = {
   if (!response.ok) throw await failure(response);
   const text = await response.text();
   return { data: text ? JSON.parse(text) : null, response };
+}
+
+// the server's settings for the page (GET /v1/ui), asked once
+let settings = null;
+export async function ui() {
+  if (!settings) settings = get("/v1/ui");
+  return settings;
 }
 
 export async function get(path) {

@@ -33,18 +33,20 @@ function progressText(p) {
   return `progress: ${JSON.stringify(p)}`;
 }
 
+// one line per graph node as it finishes: the plan, a decision, or the step's result
 function stepSummary(node, update) {
+  if (node === "__interrupt__") return "waiting for your approval";
   if (!update || typeof update !== "object") return node;
   const results = update.results || [];
   const last = results[results.length - 1];
   if (last && last.action) {
     return `${node}: ${last.action} ${last.status || ""}${last.summary ? ` — ${last.summary}` : ""}`;
   }
-  if (update.plan && update.plan.length) {
-    return `${node}: plan ${update.plan.map((s) => `${s.agent}/${s.action}`).join(", ")}`;
-  }
   const decisions = update.decisions || [];
   if (decisions.length) return `${node}: ${decisions.map((d) => `${d.action}: ${d.reason}`).join("; ")}`;
+  if (node === "interpret" && update.plan && update.plan.length) {
+    return `plan: ${update.plan.map((s) => `${s.agent}/${s.action}`).join(", ")}`;
+  }
   return node;
 }
 
@@ -69,15 +71,16 @@ function handler(turn) {
 
 function answer(outcome) {
   const box = log(el("div", { class: `msg agent ${outcome.status}` }));
-  box.innerHTML = `<pre>${esc(outcome.answer || "(no answer)")}</pre>`;
   if (outcome.status === "awaiting_approval" && outcome.approval) {
     const a = outcome.approval;
     const ask = el("div", { class: "approval" },
-      el("div", { text: `Approve ${a.action || "this step"}? ${a.reason || ""}` }),
+      el("div", { text: `${a.reason || `${a.action} waits for approval`}. Run it?` }),
       el("button", { type: "button", class: "approve-yes", text: "Yes", onclick: () => respond(true, ask) }),
       el("button", { type: "button", class: "approve-no", text: "No", onclick: () => respond(false, ask) }));
     box.append(ask);
+    return;
   }
+  box.innerHTML = `<pre>${esc(outcome.answer || "(no answer)")}</pre>`;
 }
 
 async function run(body) {

@@ -1,8 +1,9 @@
 // The detection panel: POST /v1/detect for a text (or the concept the marks built), every scored chip fetched
 // once, and a probability slider that chooses which are drawn on the map; export of what is drawn.
 
-import { ApiError, call } from "./api.js";
+import { ApiError, call, ui } from "./api.js";
 import { focusFeature, showDetections } from "./map.js";
+import { currentConcept } from "./marks.js";
 import { state as searchState } from "./search.js";
 import { clearError, download, el, fmt, on, showError } from "./util.js";
 
@@ -39,6 +40,8 @@ async function detect(event) {
   const body = { text, threshold: 0, top_k: 2000, negative: $("d-not").value.split(",").map((s) => s.trim())
     .filter(Boolean) };
   if ($("d-scene").value) body.scene_id = $("d-scene").value;
+  const concept = currentConcept();
+  if (concept && (await ui()).features?.detect_concept && concept.name === text) body.concept = concept.id;
   info.textContent = "scoring chips…";
   try {
     let data;

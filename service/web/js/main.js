@@ -1,6 +1,6 @@
 // The app's entry: tabs, the token, then each panel. Panels talk through the small event bus in util.js.
 
-import { forgetToken, get } from "./api.js";
+import { ensureToken, forgetToken, ui } from "./api.js";
 import { initChat } from "./chat.js";
 import { initDetect } from "./detect.js";
 import { initMap } from "./map.js";
@@ -27,7 +27,8 @@ async function start() {
     forgetToken();
     location.reload();
   });
-  await get("/v1/ui"); // asks for the token first when the server wants one
+  await ensureToken(); // asked once, kept for the tab
+  await ui();
   initSearch();
   initMarks();
   initDetect();

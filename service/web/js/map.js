@@ -1,7 +1,7 @@
 // The map: the ingested scenes as imagery (XYZ tiles the API renders from the scene files), an optional basemap
 // from the server's settings, and footprints of search hits and detections coloured by score.
 
-import { get, imageUrl } from "./api.js";
+import { get, imageUrl, ui as uiSettings } from "./api.js";
 import { colour, emit, esc, fmt, normaliser } from "./util.js";
 
 const L = window.L;
@@ -28,7 +28,7 @@ const AuthTileLayer = L.TileLayer.extend({
 
 export async function initMap() {
   map = L.map("map", { zoomControl: true, worldCopyJump: true, preferCanvas: false }).setView([20, 0], 2);
-  const ui = await get("/v1/ui");
+  const ui = await uiSettings();
   if (ui.basemap_url) {
     L.tileLayer(ui.basemap_url, { attribution: esc(ui.basemap_attribution), maxZoom: 22 }).addTo(map);
   }

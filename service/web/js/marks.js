@@ -2,7 +2,8 @@
 // query id) and, when the server has the concepts API, as labels of a concept for the query; "refine"
 // re-ranks with them and "what should I mark next" shows the active-learning picks.
 
-import { ApiError, call, get, post } from "./api.js";
+import { call, get, post, ui } from "./api.js";
+import { showHits } from "./map.js";
 import { render, runSearch, state } from "./search.js";
 import { clearError, download, emit, fmt, on, showError } from "./util.js";
 
@@ -21,16 +22,13 @@ export function resetMarks(query) {
 }
 
 export async function hasConcepts() {
-  if (conceptsApi === null) {
-    try {
-      await get("/v1/concepts");
-      conceptsApi = true;
-    } catch (error) {
-      conceptsApi = false;
-      if (!(error instanceof ApiError) || ![404, 405].includes(error.status)) console.warn("concepts:", error.message);
-    }
-  }
+  if (conceptsApi === null) conceptsApi = Boolean((await ui()).features?.concepts);
   return conceptsApi;
+}
+
+// the concept the current query's marks went to, if any (detection may score with it)
+export function currentConcept() {
+  return concept;
 }
 
 function conceptName(query) {
@@ -39,18 +37,20 @@ function conceptName(query) {
   return `images like ${query.upload ? query.upload.name : "an upload"}`;
 }
 
+let making = null; // the concept being made (marks in quick succession share it)
+
 async function ensureConcept() {
   if (concept || !(await hasConcepts())) return concept;
+  if (!making) making = findOrMake().finally(() => { making = null; });
+  return making;
+}
+
+async function findOrMake() {
   const query = markedQuery || state.query;
-  const body = { name: conceptName(query), texts: query.text ? [query.text] : [],
-    image_ids: query.image_id ? [query.image_id] : [], negative_texts: query.nots || [] };
-  try {
-    concept = await post("/v1/concepts", body);
-  } catch (error) {
-    if (!(error instanceof ApiError) || error.status !== 409) throw error;
-    const all = await get("/v1/concepts");
-    concept = (Array.isArray(all) ? all : all.concepts || []).find((c) => c.name === body.name) || null;
-  }
+  const name = conceptName(query);
+  const known = (await get("/v1/concepts")).find((c) => c.name.toLowerCase() === name.toLowerCase());
+  concept = known || await post("/v1/concepts", { name, texts: query.text ? [query.text] : [],
+    image_ids: query.image_id ? [query.image_id] : [], negative_texts: query.nots || [] });
   return concept;
 }
 
@@ -96,6 +96,7 @@ export async function refine() {
     state.hits = data.hits.map((h, i) => ({ ...h, rank: h.rank ?? i + 1 }));
     state.page = 0;
     state.selected = state.hits.length ? 0 : -1;
+    showHits(state.hits);
     render();
     $("search-info").textContent = `${state.hits.length} results · ${how} · concept ${c.name} (${data.stage})`;
     emit("results", state);
@@ -141,6 +142,7 @@ export async function askNext() {
   state.hits = [...picks.map((h) => ({ ...h, pick: true })), ...rest];
   state.page = 0;
   state.selected = 0;
+  showHits(state.hits);
   render();
   for (const node of document.querySelectorAll("#gallery .card")) {
     node.classList.toggle("pick", ids.has(node.dataset.id));

@@ -103,7 +103,7 @@ function card(hit, index) {
   img,
   el("figcaption", {},
     el("b", { text: `#${hit.rank}` }), " ", el("span", { class: "score", text: fmt(hit.score) }),
-    hit.probability !== undefined ? el("span", { class: "muted", text: ` p ${fmt(hit.probability, 2)}` }) : null,
+    Number.isFinite(hit.probability) ? el("span", { class: "muted", text: ` p ${fmt(hit.probability, 2)}` }) : null,
     el("div", { class: "label", text: hit.label || (hit.scene_id ? `chip of ${hit.scene_id.slice(0, 8)}` : "") })),
   el("div", { class: "marks" },
     el("button", { type: "button", class: "yes", title: "relevant (y)", text: "✓",
