@@ -237,6 +237,17 @@ def concept_results(ctx: AppContext, ref: str, *, k: int = 20, scene: str | None
                           active.name, active.model, len(r.unindexed))
 
 
+def concept_ranking(ctx: AppContext, ref: str, *, k: int, stage: Stage | None = None, pool: int = POOL,
+                    exclude_marked: bool = True) -> tuple[Stage, list[str], list[float | None]]:
+    """The concept's best ``k`` image ids (by default those not marked yet) with their probabilities, at its
+    current stage (``stage`` caps it); undescribed, for evaluations that rank a whole pool."""
+    concept = get_concept(ctx, ref)
+    active = open_active_index(ctx)
+    r = ranker(ctx, concept, active, stage=stage)
+    ranked, _, probs = _ranked(r, active, None, k, pool, set(r.marks) if exclude_marked else set())
+    return r.stage, [h.id for h in ranked[:k]], probs[:k]
+
+
 def concept_ask(ctx: AppContext, ref: str, *, n: int = 5, scene: str | None = None,
                 bbox: str | Sequence[float] | None = None, pool: int = POOL) -> dict[str, Any]:
     """The few unlabelled images to mark next, and why: those the classifier is least sure about, spread over
@@ -275,5 +286,5 @@ def concept_chip_scores(ctx: AppContext, ref: str, active: ActiveIndex, vectors:
 
 
 __all__ = ["POOL", "ConceptResults", "Ranker", "concept_ask", "concept_chip_scores", "concept_query",
-           "concept_results", "create_concept", "delete_concept", "get_concept", "label_concept", "list_concepts",
-           "ranker"]
+           "concept_ranking", "concept_results", "create_concept", "delete_concept", "get_concept", "label_concept",
+           "list_concepts", "ranker"]

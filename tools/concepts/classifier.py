@@ -63,12 +63,13 @@ def fit_classifier(positives: np.ndarray, negatives: np.ndarray, background: np.
     negative row (a mark or a background image)."""
     from sklearn.linear_model import LogisticRegression
 
-    pos = np.asarray(positives, dtype=np.float64).reshape(len(positives), -1)
-    neg = np.asarray(negatives, dtype=np.float64).reshape(len(negatives), -1)
-    bg = np.zeros((0, pos.shape[1]), dtype=np.float64) if background is None else \
-        np.asarray(background, dtype=np.float64).reshape(len(background), -1)
-    if not len(pos) or not (len(neg) + len(bg)):
+    n_bg = 0 if background is None else len(background)
+    if not len(positives) or not (len(negatives) + n_bg):
         raise ValueError("a classifier needs relevant images and not relevant (or background) images")
+    dim = np.asarray(positives).shape[-1]
+    pos = np.asarray(positives, dtype=np.float64).reshape(-1, dim)
+    neg = np.asarray(negatives, dtype=np.float64).reshape(-1, dim)
+    bg = np.asarray(background if background is not None else np.zeros((0, dim)), dtype=np.float64).reshape(-1, dim)
     x = np.concatenate([pos, neg, bg])
     y = np.concatenate([np.ones(len(pos)), np.zeros(len(neg) + len(bg))])
     weight = np.concatenate([np.ones(len(pos) + len(neg)), np.full(len(bg), background_weight)])
