@@ -51,6 +51,7 @@ class DetectArgs(BaseModel):
     threshold: float | None = Field(default=None, ge=0, le=1, description="minimum probability (default 0.5)")
     merge: bool = Field(default=False, description="dissolve touching chips into polygons with their area")
     out: str | None = Field(default=None, description="where to write the GeoJSON (default: SKYSCOUT_HOME/exports)")
+    concept: str | None = Field(default=None, description="score with a saved concept (name or id) instead")
 
 
 class ExplainHitArgs(BaseModel):
@@ -137,6 +138,7 @@ def detect_tool(ctx: AgentContext, args: DetectArgs) -> ToolOutput:
     """Score every chip in scope for a query; write the detections (chip squares, or merged polygons) as
     GeoJSON and answer with how many there are and the best ones."""
     result = detect(ctx.app, DetectRequest(text=args.query, negative=list(args.negative), scene=args.scene,
+                                           concept=args.concept,
                                            bbox=args.bbox, top_k=args.top_k, threshold=args.threshold,
                                            merge=args.merge, georeferenced=True))
     path = export_geojson(ctx.app, result, args.out)

@@ -9,6 +9,7 @@ background land-cover prompts at the model's temperature).
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -47,6 +48,7 @@ class DetectRequest:
     nms: bool = False  # keep only chips no better overlapping chip outranks (tools.detect.scoring.local_maxima)
     background: list[str] | None = None
     georeferenced: bool = False  # the caller needs coordinates (GeoJSON, a raster): refuse scenes without a CRS
+    concept: str | None = None  # a concept (name or id): its ranking scores the chips (app.concepts)
 
 
 @dataclass
@@ -68,6 +70,8 @@ class DetectResult:
     scenes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     all_chips: list[Detection] = field(default_factory=list)  # every scored chip (for heat maps)
+    stage: str | None = None  # with a concept: text | rocchio | classifier (what scored the chips)
+    probability_from: str | None = None  # what the probabilities are, when not the background softmax
 
     def geojson(self) -> dict[str, Any]:
         """The RFC 7946 FeatureCollection: chip squares, or the merged regions when ``merge`` was asked."""
@@ -75,8 +79,8 @@ class DetectResult:
             self.detections, query=self.query, model=self.model)
         return feature_collection(features, query=self.query, model=self.model, index=self.index,
                                   threshold=self.threshold, top_k=self.top_k, chips_scored=self.candidates,
-                                  probability=f"softmax of the query against {len(self.background)} background "
-                                              f"prompts at temperature {self.temperature:.3g}")
+                                  probability=self.probability_from or f"softmax of the query against "
+                                  f"{len(self.background)} background prompts at temperature {self.temperature:.3g}")
 
     def summary(self) -> dict[str, Any]:
         """Counts and the best detections, without geometry (for tables and agents)."""
@@ -84,7 +88,7 @@ class DetectResult:
                 "unindexed": self.unindexed, "detections": len(self.detections),
                 "regions": len(self.merged) if self.merged is not None else None, "threshold": self.threshold,
                 "top_k": self.top_k, "scenes": self.scenes, "area": self.area, "warnings": self.warnings,
-                "best": [{"chip_id": d.chip_id, "scene_id": d.scene_id, "window": d.window,
+                "stage": self.stage, "best": [{"chip_id": d.chip_id, "scene_id": d.scene_id, "window": d.window,
                           "score": round(d.score, 4), "probability": round(d.probability, 4)}
                          for d in self.detections[:10]]}
 
@@ -130,7 +134,13 @@ def _vectors(store: Any, ids: list[str]) -> dict[str, np.ndarray]:
 
 
 def detect(ctx: AppContext, req: DetectRequest, *, store: str | None = None) -> DetectResult:
-    """Score every chip in scope for ``req.text``; keep those above the threshold (or the top k)."""
+    """Score every chip in scope for ``req.text`` (or ``req.concept``); keep those above the threshold (or the top
+    k). A concept at its classifier stage gives the classifier's probabilities; before it, its refined query is
+    scored like a text."""
+    if req.concept and not req.text.strip():
+        from app.concepts import get_concept
+
+        req = dataclasses.replace(req, text=get_concept(ctx, req.concept)["name"])
     if not req.text.strip():
         raise ValueError("say what to detect, e.g. 'vineyards'")
     warnings: list[str] = []
@@ -153,7 +163,13 @@ def detect(ctx: AppContext, req: DetectRequest, *, store: str | None = None) -> 
     bvecs = np.stack([text_vector(encode, p) for p in prompts])
     used = background_for(req.text, prompts, text_vector(encode, req.text), bvecs)
     temperature = temperature_of(loaded.model)
-    scored = score_chips(np.stack([found[r["id"]] for r in indexed]), qvec, bvecs[used], temperature=temperature)
+    vectors = np.stack([found[r["id"]] for r in indexed])
+    stage, about = None, None
+    if req.concept:
+        qvec, stage, about, concept_scored = _concept_scores(ctx, req.concept, active, vectors)
+    scored = score_chips(vectors, qvec, bvecs[used], temperature=temperature)
+    if req.concept and concept_scored is not None:
+        scored = concept_scored
     chips = _detections(indexed, scored)
     peaks = local_maxima(scored.scores, [r["scene_id"] for r in indexed],
                          np.array([r["window"] for r in indexed])) if req.nms else None
@@ -163,10 +179,27 @@ def detect(ctx: AppContext, req: DetectRequest, *, store: str | None = None) -> 
         query=req.text, model=active.model, index=active.name, candidates=len(indexed),
         unindexed=len(rows) - len(indexed), detections=kept, threshold=threshold, top_k=req.top_k,
         background=[prompts[i] for i in used], temperature=temperature, area=area.to_dict() if area else None,
-        scenes=sorted({r["scene_id"] for r in indexed}), warnings=warnings, all_chips=chips)
+        scenes=sorted({r["scene_id"] for r in indexed}), warnings=warnings, all_chips=chips, stage=stage,
+        probability_from=about)
     if req.merge:
         result.merged = merge(kept, query=req.text, model=active.model)
     return result
+
+
+def _concept_scores(ctx: AppContext, ref: str, active: Any, vectors: np.ndarray
+                    ) -> tuple[np.ndarray, str, str | None, Scored | None]:
+    """A concept's refined query vector, its stage, and at the classifier stage what the probabilities are and
+    the chips scored by the classifier (scores: cosine to the refined query)."""
+    from app.concepts import concept_chip_scores
+
+    ranker, cosines, probs = concept_chip_scores(ctx, ref, active, vectors)
+    if probs is None or ranker.classifier is None:
+        return ranker.vector, ranker.stage, None, None
+    c = ranker.classifier
+    about = (f"the concept {ranker.concept['name']!r}'s classifier: a logistic regression on {c.n_relevant} relevant "
+             f"and {c.n_not_relevant} not relevant marks and {c.n_background} background images")
+    logits = c.logits(vectors)
+    return ranker.vector, ranker.stage, about, Scored(cosines.astype(np.float64), logits, probs)
 
 
 _PROMPTS: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()

@@ -34,6 +34,8 @@ class DetectBody(BaseModel):
     merge: bool = Field(False, description="dissolve touching chips into polygons with area_m2")
     nms: bool = Field(False, description="keep only chips no better-scoring overlapping chip outranks")
     background: list[Annotated[str, Field(min_length=1, max_length=100)]] | None = Field(None, max_length=50)
+    concept: str | None = Field(None, min_length=1, max_length=100, description="score with this concept (id or "
+                                "name): at its classifier stage the probabilities are the classifier's")
 
 
 @router.post("/detect", response_class=JSONResponse,
@@ -43,7 +45,7 @@ def detect_route(body: DetectBody, app: App) -> JSONResponse:
     result = detect(app, DetectRequest(
         text=body.text, negative=body.negative, scene=body.scene_id, bbox=body.bbox, aoi=body.aoi,
         top_k=body.top_k, threshold=body.threshold, merge=body.merge, nms=body.nms, background=body.background,
-        georeferenced=True))
+        georeferenced=True, concept=body.concept))
     doc = result.geojson()
     doc["warnings"] = result.warnings
     return JSONResponse(doc, media_type=GEOJSON)

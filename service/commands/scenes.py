@@ -75,7 +75,9 @@ def print_scene_reports(scenes: list[dict[str, Any]]) -> None:
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     d = sub.add_parser("detect", parents=[common],
                        help="score every chip for a query; write detections with coordinates (GeoJSON)")
-    d.add_argument("text", nargs="+", help="what to find, e.g. vineyards")
+    d.add_argument("text", nargs="*", help="what to find, e.g. vineyards (optional with --concept)")
+    d.add_argument("--concept", help="score with a concept (name or id): at its classifier stage the "
+                                     "probabilities are the classifier's (`skyscout concept`)")
     d.add_argument("--not", dest="negative", action="append", default=[], help="text to steer away from")
     add_area_options(d)
     d.add_argument("--top-k", type=int, help="keep the best K chips")
@@ -98,8 +100,10 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
 def cmd_detect(args: argparse.Namespace) -> int:
     app = Services().app
+    if not args.text and not args.concept:
+        raise ValueError("say what to detect (e.g. `skyscout detect vineyards`) or give --concept NAME")
     req = DetectRequest(
-        text=" ".join(args.text), negative=args.negative, scene=args.scene, bbox=args.bbox,
+        text=" ".join(args.text), negative=args.negative, scene=args.scene, bbox=args.bbox, concept=args.concept,
         aoi=load_aoi(args.aoi).to_dict()["geometry"] if args.aoi else None, top_k=args.top_k,
         threshold=args.threshold, merge=args.merge, nms=args.nms,
         background=[b.strip() for b in args.background.split(",") if b.strip()] if args.background else None,
@@ -114,8 +118,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
     if args.json:
         print_json(doc if args.out else {**doc, "geojson": result.geojson()})
         return 0
-    print(kv([(k, doc[k]) for k in ("query", "model", "index", "chips_scored", "detections", "regions", "threshold",
-                                    "top_k") if doc.get(k) is not None] + [("out", doc.get("out"))]))
+    print(kv([(k, doc[k]) for k in ("query", "model", "index", "stage", "chips_scored", "detections", "regions",
+                                    "threshold", "top_k") if doc.get(k) is not None] + [("out", doc.get("out"))]))
     rows = [(i + 1, f"{d.score:.3f}", f"{d.probability:.3f}", d.scene_id[:12], ",".join(map(str, d.window)),
              d.chip_id[:12]) for i, d in enumerate(result.detections[:20])]
     print(table(rows, ["#", "score", "prob", "scene", "window x,y,w,h", "chip"]))

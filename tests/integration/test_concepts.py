@@ -201,3 +201,42 @@ def test_conversation_remembers_and_refines(home: Path) -> None:
     assert shown["status"] == "ok" and shown["data"]["stage"] in ("rocchio", "classifier")
     asked = say(f"what should I label next for {concept['name']}")["concept_ask"]
     assert asked["status"] == "ok" and asked["data"]["hits"]
+
+
+@pytest.mark.shared_data
+def test_detect_with_a_concept_uses_its_classifier(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`skyscout detect --concept NAME` scores every chip of a scene with the concept's classifier."""
+    from tests.support.mosaics import build_mosaic, val_tiles
+
+    shared = PROJECT.parent / "shared" / "data"
+    if not (shared / "ucm_captions" / "val.jsonl").is_file():
+        pytest.skip("real data not found")
+    from app.concepts import concept_results, create_concept, label_concept
+    from app.data import ingest
+    from app.detect import DetectRequest, detect
+    from app.indexing import build_index
+    from app.scenes import scene_options
+    from service.context import Services
+    from service.settings import Settings
+
+    tiles = [t for t in val_tiles(shared, per_class=3) if t[1] in ("harbor", "beach", "forest", "runway")]
+    mosaic = build_mosaic(tmp_path / "scene.tif", tiles, cols=4, kind="cog")
+    ctx = Services(Settings(home=tmp_path / "home", data_roots=str(tmp_path))).app
+    ingest(ctx, mosaic.path, scenes=scene_options(ctx, overlap=0.0))
+    build_index(ctx, model="skyscout-tiny", num_workers=0)
+    chips = ctx.catalog.chip_rows()
+    cover = {c["id"]: mosaic.class_cover(*c["window"]) for c in chips}
+    harbor = [i for i, cov in cover.items() if cov.get("harbor", 0) > 0.9]
+    other = [i for i, cov in cover.items() if cov.get("harbor", 0) == 0][:3]
+    concept = create_concept(ctx, "harbors", texts=["harbor"])
+    label_concept(ctx, "harbors", [(i, True) for i in harbor] + [(i, False) for i in other])
+
+    result = detect(ctx, DetectRequest(text="", concept="harbors", threshold=0.0, georeferenced=True))
+
+    assert result.stage == "classifier" and result.query == "harbors" and result.candidates == len(chips) == 12
+    assert "the concept 'harbors''s classifier" in result.geojson()["probability"]
+    ranked = concept_results(ctx, concept["id"], k=12)
+    expected = {h.image_id: p for h, p in zip(ranked.hits, ranked.probabilities, strict=True)}
+    got = {d.chip_id: d.probability for d in result.all_chips}
+    assert got == pytest.approx(expected)  # the same classifier scores both
+    assert min(got[i] for i in harbor) > max(got[i] for i in other)
