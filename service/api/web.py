@@ -1,12 +1,12 @@
 """The web app and the API's own pages, served offline from the package.
 
-``/`` is the analyst's app (:file:`service/web`: HTML, CSS, JavaScript modules, Leaflet under ``vendor/``),
-served by ``StaticFiles``: the files are public and hold no data; every call the page makes to ``/v1`` carries
-the bearer token the user typed once (kept in the tab's ``sessionStorage``). ``/docs`` (with a token) and
-``/docs.html`` (public: it asks for the token, or takes the app's) show Swagger UI from the assets that the
-``fastapi-offline`` package ships, so the API's description loads without a CDN; ``/openapi.json`` still
-needs a token. Every answer carries a ``Server-Timing`` header with the server's own time (the page's
-time-to-first-result measure sets it beside the browser's).
+``/`` is the analyst's app (:file:`service/web`: HTML, CSS, JavaScript modules under ``/js``, Leaflet
+under ``/vendor``, served by ``StaticFiles``): the files are public and hold no data; every call the page
+makes to ``/v1`` carries the bearer token the user typed once (kept in the tab's ``sessionStorage``).
+``/docs`` (with a token) and ``/docs.html`` (public: it asks for the token, or takes the app's) show
+Swagger UI from the assets that the ``fastapi-offline`` package ships, so the API's description loads
+without a CDN; ``/openapi.json`` still needs a token. Every answer carries a ``Server-Timing`` header with
+the server's own time (the page's time-to-first-result measure sets it beside the browser's).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from fastapi import APIRouter, FastAPI
-from fastapi.responses import HTMLResponse
+from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -26,6 +26,27 @@ WEB = Path(__file__).resolve().parents[1] / "web"
 SWAGGER_PATH = "/swagger"
 
 router = APIRouter(dependencies=AUTH, include_in_schema=False)
+#: the app's own pages, public (GET only: any other method gets 405 with ``Allow: GET``)
+pages = APIRouter(include_in_schema=False)
+#: the folders served as they are (public); each under its own prefix, so that a path of the API never falls
+#: into a static mount (a mount at ``/`` would answer a wrong method on an API path with its own 405)
+ASSET_DIRS = ("js", "vendor")
+
+
+@pages.get("/")
+def index_page() -> FileResponse:
+    return FileResponse(WEB / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+@pages.get("/app.css")
+def stylesheet() -> FileResponse:
+    return FileResponse(WEB / "app.css", headers={"Cache-Control": "no-cache"})
+
+
+@pages.get("/docs.html")
+def docs_page() -> FileResponse:
+    """Swagger UI's page without a token: it holds no data, and asks for the token it loads the API with."""
+    return FileResponse(WEB / "docs.html", headers={"Cache-Control": "no-cache"})
 
 
 def swagger_assets() -> Path:
@@ -64,9 +85,12 @@ class ServerTiming:
 
 
 def mount_web(app: FastAPI) -> None:
-    """Swagger UI's assets at ``/swagger`` and the web app at ``/`` (after every route, so routes win)."""
+    """The app's pages at ``/``, its scripts and vendored files (``/js``, ``/vendor``) and Swagger UI's
+    files (``/swagger``), all public and served by ``StaticFiles``."""
+    app.include_router(pages)
+    for name in ASSET_DIRS:
+        app.mount(f"/{name}", StaticFiles(directory=WEB / name), name=f"web-{name}")
     app.mount(SWAGGER_PATH, StaticFiles(directory=swagger_assets()), name="swagger")
-    app.mount("/", StaticFiles(directory=WEB, html=True), name="web")
 
 
-__all__ = ["WEB", "ServerTiming", "mount_web", "router", "swagger_assets"]
+__all__ = ["WEB", "ServerTiming", "mount_web", "pages", "router", "swagger_assets"]
