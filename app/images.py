@@ -33,6 +33,8 @@ def _by_prefix(ctx: AppContext, prefix: str) -> str:
     found = ctx.catalog.ids_with_prefix(prefix, limit=6)
     if len(found) == 1:
         return found[0]
+    if not found and len(prefix) == 64:
+        raise LookupError(f"image {prefix} is not in the catalog; `skyscout search` shows ids of indexed images")
     if not found:
         raise LookupError(f"no image id starts with {prefix!r}; `skyscout search` shows ids of indexed images")
     shown = ", ".join(f[:16] for f in found[:5]) + (" ..." if len(found) > 5 else "")

@@ -3,11 +3,12 @@ web app at ``/`` (:mod:`service.api.web`; map tiles, search by upload and the st
 ``tiles``, ``upload`` and ``inventory``).
 
 ``create_app`` assembles the routers (``search``, ``ops``, ``agents``, ``concepts``, ...) over one
-:class:`Services` per process, built in the app's lifespan (never at import); the improvement loop of ``SKYSCOUT_IMPROVE_EVERY``
-runs inside it on the same services. Every route but ``/healthz`` (``/openapi.json`` and ``/docs`` too) needs
-a bearer token from ``SKYSCOUT_API_TOKENS`` (compared in constant time): 401 without one, 403 with a wrong one;
-a ``read:`` token may not start work (:mod:`service.api.deps`). Bodies larger than ``SKYSCOUT_MAX_BODY_BYTES``
-get 413 (FastAPI's ``max_body_size``); every error is ``{"error": ...}`` without a stack trace or server path.
+:class:`Services` per process, built in the app's lifespan (never at import); the improvement loop of
+``SKYSCOUT_IMPROVE_EVERY`` runs inside it on the same services. Every route but ``/healthz`` (``/openapi.json`` and
+``/docs`` too) needs a bearer token from ``SKYSCOUT_API_TOKENS`` (compared in constant time): 401 without one, 403
+with a wrong one; a ``read:`` token may not start work (:mod:`service.api.deps`). Bodies larger than
+``SKYSCOUT_MAX_BODY_BYTES`` get 413 (FastAPI's ``max_body_size``); every error is ``{"error": ...}`` without a
+stack trace or server path.
 """
 
 from __future__ import annotations

@@ -13,7 +13,9 @@ import dataclasses
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.types import Receive, Scope, Send
 
 from app.concepts import concept_ask, concept_results, create_concept, delete_concept, get_concept, label_concept
 from app.concepts import list_concepts as all_concepts
@@ -22,7 +24,26 @@ from service.api.schemas import ERROR_RESPONSES, ImageId
 from tools.catalog import ConceptExistsError
 from tools.search import SearchHit
 
-router = APIRouter(prefix="/v1", dependencies=AUTH, responses=ERROR_RESPONSES, tags=["concepts"])
+
+class _SharedPathRoute(APIRoute):
+    """A route whose 405 answer lists every method of its path (``/v1/concepts`` answers GET and POST; Starlette
+    alone would name only the methods of the first route that matched the path)."""
+
+    methods_of_path: dict[str, set[str]] = {}
+
+    def __init__(self, path: str, endpoint: Any, **kwargs: Any) -> None:
+        super().__init__(path, endpoint, **kwargs)
+        self.methods_of_path.setdefault(self.path_format, set()).update(self.methods or ())
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] not in (self.methods or ()):
+            allowed = ", ".join(sorted(self.methods_of_path.get(self.path_format, self.methods or ())))
+            raise HTTPException(405, "Method Not Allowed", headers={"Allow": allowed})
+        await super().handle(scope, receive, send)
+
+
+router = APIRouter(prefix="/v1", dependencies=AUTH, responses=ERROR_RESPONSES, tags=["concepts"],
+                   route_class=_SharedPathRoute)
 
 Text = Annotated[str, Field(min_length=1, max_length=200, pattern=r"\S")]
 ConceptId = Annotated[str, Field(min_length=1, max_length=100)]
@@ -63,27 +84,16 @@ class Label(BaseModel):
     relevant: bool
 
 
-class LabelsBody(BaseModel):
-    """One mark (``image_id``, ``relevant``) or several (``labels``); the last mark of an image wins."""
+class LabelList(BaseModel):
+    """Several marks at once; the last mark of an image wins."""
 
     model_config = ConfigDict(extra="forbid")
-    image_id: ImageId | None = None
-    relevant: bool | None = None
-    labels: list[Label] = Field(default_factory=list, max_length=500)
+    labels: list[Label] = Field(..., min_length=1, max_length=500)
 
-    @model_validator(mode="after")
-    def _some_labels(self) -> LabelsBody:
-        single = self.image_id is not None or self.relevant is not None
-        if single and (self.image_id is None or self.relevant is None):
-            raise ValueError("a single label needs both image_id and relevant")
-        if single == bool(self.labels):
-            raise ValueError("give either image_id and relevant, or labels: a list of them")
-        return self
 
-    def pairs(self) -> list[tuple[str, bool]]:
-        if self.image_id is not None and self.relevant is not None:
-            return [(self.image_id, self.relevant)]
-        return [(label.image_id, label.relevant) for label in self.labels]
+def _pairs(body: Label | LabelList) -> list[tuple[str, bool]]:
+    marks = body.labels if isinstance(body, LabelList) else [body]
+    return [(mark.image_id, mark.relevant) for mark in marks]
 
 
 @dataclasses.dataclass
@@ -145,10 +155,11 @@ def delete_route(concept_id: ConceptId, app: App) -> dict[str, Any]:
 
 
 @router.post("/concepts/{concept_id}/labels", response_model=Concept)
-def labels_route(concept_id: ConceptId, body: LabelsBody, app: App) -> dict[str, Any]:
-    """Marks images relevant / not relevant; 404 for an image the catalog does not know (nothing is
+def labels_route(concept_id: ConceptId, body: Label | LabelList, app: App) -> dict[str, Any]:
+    """Marks images relevant / not relevant: one mark (``image_id``, ``relevant``) or ``labels``, a list of them;
+    404 for an image the catalog does not know (nothing is
     recorded then)."""
-    return label_concept(app, concept_id, body.pairs())
+    return label_concept(app, concept_id, _pairs(body))
 
 
 @router.get("/concepts/{concept_id}/results", response_model=ResultsResponse)

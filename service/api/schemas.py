@@ -6,12 +6,22 @@ import dataclasses
 import uuid
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from tools.search import SearchHit
 
 Scalar = str | int | float | bool
 ImageId = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+
+
+def _json_integer(value: Any) -> Any:
+    """What JSON Schema calls an integer: ``22`` and ``22.0``, never ``true`` or ``"22"`` (then strict int says
+    why it refuses)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+#: an integer field as JSON Schema defines one (pair it with ``strict=True``)
+JsonInt = Annotated[int, BeforeValidator(_json_integer)]
 
 
 class SearchRequest(BaseModel):
@@ -29,7 +39,7 @@ class SearchRequest(BaseModel):
                                      description="more example images (e.g. the results marked relevant)")
     negative_texts: list[Annotated[str, Field(max_length=200)]] = Field(default_factory=list, max_length=10)
     negative_image_ids: list[ImageId] = Field(default_factory=list, max_length=10)
-    k: int = Field(10, ge=1, le=100, strict=True, description="how many hits (an integer: true is not one)")
+    k: JsonInt = Field(10, ge=1, le=100, strict=True, description="how many hits (an integer: true is not one)")
     filters: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")], Scalar] = Field(
         default_factory=dict, max_length=10, description="metadata equality filters, e.g. {'label': 'beach'}",
         json_schema_extra={"additionalProperties": False})

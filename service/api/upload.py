@@ -1,10 +1,11 @@
 """Search by an uploaded image: ``POST /v1/search/image`` with the image's bytes as the body.
 
-The body is the file itself (``Content-Type: image/jpeg``, ``image/png``, ... or ``application/octet-stream``),
-at most ``SKYSCOUT_MAX_BODY_BYTES``; the query's other terms are query parameters. The bytes are checked as
-ingestion checks a file (:mod:`app.image_search`): a file that does not decode, or claims more pixels than
-``SKYSCOUT_MAX_PIXELS``, is refused with 422 and the reason. (An area is a ``scene_id``; for a box or polygon,
-search ``POST /v1/search`` with the hits' ids.) The answer is ``POST /v1/search``'s.
+The body is the file itself (``Content-Type: image/jpeg``, ``image/png``, ... or ``application/octet-stream``), at
+most ``SKYSCOUT_MAX_BODY_BYTES``; the query's other terms are query parameters. The bytes are checked as ingestion
+checks a file (:mod:`app.image_search`): a file that does not decode, or claims more pixels than
+``SKYSCOUT_MAX_PIXELS``, is refused with 400 and the reason (422 is for a request that does not match the schema).
+(An area is a ``scene_id``; for a box or polygon, search ``POST /v1/search`` with the hits' ids.) The answer is
+``POST /v1/search``'s.
 
     curl -H "Authorization: Bearer $T" -H 'Content-Type: image/jpeg' --data-binary @harbor.jpg \\
         'http://127.0.0.1:8000/v1/search/image?k=20&negative_texts=parking%20lot'
@@ -56,7 +57,7 @@ async def upload_search_route(
     """Rank the indexed images by their likeness to the uploaded one (with optional text and negatives)."""
     data = await request.body()
     if not data:
-        raise HTTPException(422, "the request body must be the image file's bytes; it was empty")
+        raise HTTPException(400, "the request body must be the image file's bytes; it was empty")
     area: dict[str, Any] = {"scenes": [scene_id]} if scene_id else {}
     query = SearchQuery(texts=[text] if text else [], images=list(dict.fromkeys(image_ids)),
                         negative_texts=negative_texts,
@@ -66,5 +67,5 @@ async def upload_search_route(
     try:
         result = await run_in_threadpool(search_by_upload, app, data, query)
     except ImageRejected as exc:
-        raise HTTPException(422, f"the uploaded file was refused: {exc.reason}") from None
+        raise HTTPException(400, f"the uploaded file was refused: {exc.reason}") from None
     return search_response(result, redact)

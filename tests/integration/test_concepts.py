@@ -116,7 +116,7 @@ def test_labels_for_images_outside_the_index_or_the_catalog(home: Path, tmp_path
     code, shown = cli("concept", "show", "farms")
     assert shown["unindexed_marks"] == 1 and shown["stage"] == "text"  # it ranks once the index holds it
     code, err = cli("concept", "label", "farms", "--relevant", "ab" * 32)  # never ingested
-    assert code == 2 and "no image id starts with" in err["error"]
+    assert code == 2 and "is not in the catalog" in err["error"]
     assert cli("concept", "show", "farms")[1]["concept"]["labels"]["relevant"] == 1  # nothing recorded
 
 

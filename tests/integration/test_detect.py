@@ -62,7 +62,8 @@ def test_every_chip_as_rfc7946_geojson_that_round_trips(world: dict) -> None:
     assert scores == sorted(scores, reverse=True)
     for f in doc["features"]:
         p = f["properties"]
-        assert set(p) >= {"score", "probability", "query", "model", "chip_id", "scene_id"} and 0 <= p["probability"] <= 1
+        assert set(p) >= {"score", "probability", "query", "model", "chip_id", "scene_id"}
+        assert 0 <= p["probability"] <= 1
         shape = sgeom.shape(f["geometry"])
         assert shape.is_valid and shape.exterior.is_ccw
         assert area_m2(shape) == pytest.approx(TILE_M2, rel=2e-3)  # one chip = one planted tile here

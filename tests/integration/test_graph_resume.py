@@ -1,10 +1,10 @@
 """A run of the agent graph killed with SIGKILL mid-training resumes on the same thread without redoing work.
 
-The request "ingest <tiles>, caption them with templates and train a model" runs in a subprocess (this file
-run as a script) with a SQLite checkpointer in its SKYSCOUT_HOME. Once the training job has written a
-checkpoint, the test kills the process group; a second process on the same thread id continues from the
-last completed node: ingestion and captioning are not run again (one job each in the catalog), and the
-training step picks its interrupted run up from its checkpoint rather than starting over.
+The request "ingest <tiles> using the folder names as labels, caption them with templates and train a model"
+runs in a subprocess (this file run as a script) with a SQLite checkpointer in its SKYSCOUT_HOME. Once the
+training job has written a checkpoint, the test kills the process group; a second process on the same thread
+id continues from the last completed node: ingestion and captioning are not run again (one job each in the
+catalog), and the training step picks its interrupted run up from its checkpoint rather than starting over.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def _worker(home: Path, tiles: Path) -> None:
     train = {"epochs": 5, "batch_size": 8, "max_steps": MAX_STEPS, "checkpoint_every": 2, "num_workers": 0,
              "lr": 5e-4, "log_every": 1, "freeze": "text"}
     ctx = make_context(home, [tiles.parent], training=train, router=default_router)
-    request = f"ingest {tiles}, caption them with templates and train a model"
+    request = f"ingest {tiles} using the folder names as labels, caption them with templates and train a model"
     with sqlite_checkpointer(default_checkpoint_path(home)) as saver:
         runner = AgentRunner(ctx, checkpointer=saver)
         outcome = runner.run(request, thread_id=THREAD,

@@ -57,7 +57,7 @@ def test_improve_once_killed_mid_training_resumes_at_the_training_step(tmp_path:
     out, err = rerun.communicate(timeout=900)
     assert rerun.returncode == 0, err[-4000:]
 
-    steps = [line.split("]")[0].split()[-1] for line in err.splitlines() if line.startswith("  [s")]
+    steps = [line.split()[-1] for line in err.splitlines() if line.startswith("  -> s")]  # "  -> s3 agent/action"
     assert steps[0] == "training/train_candidate", err[-3000:]  # the killed step comes first
     assert "data/create_dataset_version" not in steps and "planner/improve" not in steps
     catalog = Catalog(home / "catalog.db")

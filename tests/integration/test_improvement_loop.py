@@ -38,9 +38,12 @@ def test_watched_folder_then_feedback(tmp_path: Path) -> None:
     first = loop.run_once()
     assert first["ingested"] == [{"folder": str(watch), "added": 5, "rejected": 0}]
     actions = [d["action"] for d in first["decisions"]]
-    assert "caption" in actions and "reindex" in actions, first
+    # Offline the round's captioner is the template one: it has no labels or tags to describe these tiles with,
+    # and a folder's name is no caption unless a person asks for it (`caption --from-folders`), so the round
+    # indexes them uncaptioned rather than caption them "beach" on a guess.
+    assert "reindex" in actions and "caption" not in actions, first
     new_ids = {r.id for r in ctx.catalog.iter_images() if "new_" in r.uri}
-    assert len(new_ids) == 5 and not set(ctx.catalog.images_without_caption(None)) & new_ids
+    assert len(new_ids) == 5 and new_ids <= set(ctx.catalog.images_without_caption(None))
     record = active_index(ctx.catalog, "lancedb")
     store = ctx.open_index(record["name"], record["dim"])
     assert new_ids <= store.ids(), "new tiles are not in the active index after the tick"

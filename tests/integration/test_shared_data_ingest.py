@@ -30,7 +30,8 @@ def test_ingest_ucm_and_eurosat_then_caption(shared_data: Path, run_cli: Callabl
     assert code == 0 and status["images"] == 12_439 and status["sources"] == {"eurosat": 11_000,
                                                                               "ucm_captions": 1_439}
     code, cap = run_cli("caption", "--captioner", "template")
-    assert code == 0 and cap["captioned"] == 12_439 and cap["nothing_to_say"] == 0
+    # UC Merced's 1,439 tiles carry human captions, better than a template: only EuroSAT's are captioned
+    assert code == 0 and cap["captioned"] == 11_000 and cap["nothing_to_say"] == 0
     code, status = run_cli("status")
     assert status["uncaptioned"] == 0
 

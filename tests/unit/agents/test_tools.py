@@ -42,7 +42,9 @@ def call(deps: AgentContext) -> Call:
 def test_every_tool_has_a_pydantic_schema_and_a_description() -> None:
     assert set(TOOLS) == {"ingest_images", "report_rejects", "create_dataset_version", "caption_images",
                           "train_candidate", "evaluate_model", "build_index", "index_status", "drop_index",
-                          "search_images", "explain_hit", "record_feedback", "detect", "export_results"}
+                          "search_images", "explain_hit", "record_feedback", "detect", "export_results",
+                          "create_concept", "list_concepts", "label_concept", "concept_results", "concept_ask",
+                          "remember_concept"}
     for spec in TOOLS.values():
         assert isinstance(spec.args_schema, type) and issubclass(spec.args_schema, BaseModel)
         assert len(spec.description) > 40
