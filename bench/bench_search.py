@@ -146,8 +146,9 @@ def breakdown(home: Path, n: int = 20) -> dict[str, float]:
         "text encoding, new text (8 prompts)": median_ms(lambda i: text_vector(encode, f"beach {i} {time.time()}")),
         "text encoding, cached": median_ms(lambda i: text_vector(encode, "beach")),
         "vector store (k=10)": median_ms(lambda i: active.store.search(vector, k=10)),
+        # what tools.search.search does per search: one captions query, then each hit's record and labels
         "catalog reads for 10 hits": median_ms(lambda i: (ctx.catalog.captions_for([h.id for h in hits]),
-                                                          ctx.catalog.get_images([h.id for h in hits]))),
+                                                          [ctx.catalog.get_image(h.id) for h in hits])),
         "whole search, cached text": median_ms(lambda i: search(ctx, Query(texts=["beach"], k=10))),
         "whole search, new text": median_ms(lambda i: search(ctx, Query(texts=[f"beach {i} {time.time()}"], k=10))),
     }

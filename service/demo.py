@@ -3,7 +3,9 @@
 Offline, on the CPU, on the sample bundled in ``data/ucm_sample`` (320 UC Merced tiles with human
 captions): ingest it, let the planner caption what lacks captions, fine-tune ``skyscout-tiny``, evaluate,
 promote and index, then answer five requests in plain words through the agents, and write an HTML page
-of the search results.
+of the search results. A small georeferenced scene (16 sample tiles laid out as a 1,024 px GeoTIFF) is
+chipped and indexed too, so the web app's map has imagery; the demo ends with the web app's URL, and with
+``--serve`` it serves the app there until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -57,18 +59,59 @@ def _ask(runner: Any, request: str, sections: list[dict[str, Any]]) -> None:
                      "answer": None if hits else outcome.answer})
 
 
+def sample_scene(out: Path) -> Path:
+    """A 1,024 px GeoTIFF (COG) of 16 sample tiles, one per class, in UTM 10N at 0.3 m a pixel. The place is
+    made up (the sample's tiles carry no coordinates): it gives the web app's map a scene to show and search."""
+    import numpy as np
+    import rasterio
+    from PIL import Image
+    from rasterio.shutil import copy as rio_copy
+    from rasterio.transform import from_origin
+    from rasterio.windows import Window
+
+    tiles = [sorted(d.glob("*.jpg"))[0] for d in sorted((SAMPLE / "images").iterdir()) if d.is_dir()][:16]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    plain = out.with_suffix(".plain.tif")
+    profile = {"driver": "GTiff", "width": 1024, "height": 1024, "count": 3, "dtype": "uint8", "crs": "EPSG:32610",
+               "transform": from_origin(628_000.0, 4_130_000.0, 0.3, 0.3), "tiled": True, "blockxsize": 256,
+               "blockysize": 256}
+    with rasterio.open(plain, "w", **profile) as ds:
+        for i, path in enumerate(tiles):
+            with Image.open(path) as im:
+                pixels = np.asarray(im.convert("RGB").resize((256, 256))).transpose(2, 0, 1)
+            ds.write(pixels, window=Window(i % 4 * 256, i // 4 * 256, 256, 256))
+    with rasterio.open(plain) as src:
+        rio_copy(src, out, driver="COG", COMPRESS="DEFLATE", BLOCKSIZE="256")
+    plain.unlink()
+    return out
+
+
+def serve_app(port: int) -> None:
+    """The web app and the API on 127.0.0.1:``port`` (no token needed on loopback unless SKYSCOUT_API_TOKENS
+    sets some), until Ctrl-C."""
+    import uvicorn
+
+    from service.api import create_app
+    from service.settings import load_settings
+
+    print(f"Web app: http://127.0.0.1:{port}/  (serving; Ctrl-C stops it)", flush=True)
+    uvicorn.run(create_app(load_settings()), host="127.0.0.1", port=port, log_level="warning")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--home", default=str(PROJECT / ".skyscout" / "demo"),
                     help="SKYSCOUT_HOME for the demo (default: .skyscout/demo in the project)")
     ap.add_argument("--keep", action="store_true", help="keep the previous demo's catalog instead of starting fresh")
     ap.add_argument("--out", default=str(PROJECT / "out" / "demo-results.html"), help="where to write the HTML page")
+    ap.add_argument("--serve", action="store_true", help="serve the web app at the end (until Ctrl-C)")
+    ap.add_argument("--port", type=int, default=8000, help="the web app's port with --serve (default 8000)")
     args = ap.parse_args(argv)
     home = Path(args.home)
     if home.exists() and not args.keep:
         shutil.rmtree(home)
     os.environ["SKYSCOUT_HOME"] = str(home)
-    roots = [str(PROJECT / "data"), os.environ.get("SKYSCOUT_DATA_ROOTS", "")]
+    roots = [str(PROJECT / "data"), str(home / "scenes"), os.environ.get("SKYSCOUT_DATA_ROOTS", "")]
     os.environ["SKYSCOUT_DATA_ROOTS"] = ":".join(r for r in roots if r)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     started = time.perf_counter()
@@ -92,11 +135,16 @@ def main(argv: list[str] | None = None) -> int:
     if round_["status"] != "done":
         raise SystemExit(f"the improvement round did not finish: {round_['status']} {round_['errors']}")
 
-    _banner("4. Decision log")
+    _banner("4. A scene for the map: 16 sample tiles as a georeferenced GeoTIFF, chipped and indexed")
+    scene = sample_scene(home / "scenes" / "ucm-sample-mosaic.tif")
+    _cli(["ingest", str(scene), "--overlap", "0", "--no-progress"])
+    _cli(["index", "--no-progress"])
+
+    _banner("5. Decision log")
     for d in sorted(ctx.catalog.decisions(limit=20), key=lambda d: d["id"]):
         print(f"  #{d['id']} {d['action']}: {d['reason']}  -> {d['outcome']}")
 
-    _banner("5. Five requests in plain words, answered by the agents")
+    _banner("6. Five requests in plain words, answered by the agents")
     sections: list[dict[str, Any]] = []
     for request in REQUESTS:
         _ask(runner, request, sections)
@@ -108,6 +156,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"HTML page of the results: {page}")
     print(f"status: {json.dumps({k: v for k, v in _status(ctx).items()}, default=str)}")
     print(f"demo finished in {time.perf_counter() - started:.0f} s")
+    if args.serve:
+        serve_app(args.port)
+        return 0
+    print(f"Web app: SKYSCOUT_HOME={home} SKYSCOUT_DATA_ROOTS={os.environ['SKYSCOUT_DATA_ROOTS']} skyscout serve, "
+          f"then open http://127.0.0.1:8000/  (or: make demo DEMO_ARGS=--serve)")
     return 0
 
 

@@ -24,10 +24,10 @@ log = logging.getLogger(__name__)
 
 
 def _redacted(request: Request, text: str) -> str:
-    from service.api.deps import get_redactor
+    from service.api.deps import redactor_of
 
     try:
-        return get_redactor(request).text(text)
+        return redactor_of(request).text(text)
     except AttributeError:  # before the lifespan built the services
         return text
 

@@ -9,6 +9,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.hardening.conftest import OPERATE, READ, catalog_rows, cli_env, skyscout
 
 
@@ -43,6 +45,7 @@ def test_a_search_for_sql_starts_no_improvement_round(indexed_home: Path, cli: A
     assert "nothing was started" in doc["answer"]
 
 
+@pytest.mark.slow
 def test_training_beyond_the_policys_limit_is_refused_before_anything_starts(indexed_home: Path, roots: str,
                                                                             cli: Any) -> None:
     try:  # a subprocess, so that a run that does start 1000 epochs is stopped by the timeout

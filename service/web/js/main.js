@@ -3,7 +3,7 @@
 import { ensureToken, forgetToken, ui } from "./api.js";
 import { initChat } from "./chat.js";
 import { initDetect } from "./detect.js";
-import { initMap } from "./map.js";
+import { initMap, showOnly } from "./map.js";
 import { initMarks } from "./marks.js";
 import { initSearch } from "./search.js";
 import { initStatus, refreshStatus } from "./status.js";
@@ -17,6 +17,7 @@ function tabs() {
       for (const b of nav.querySelectorAll("button")) b.classList.toggle("active", b.dataset.tab === name);
       for (const t of panel.querySelectorAll(":scope > .tab")) t.hidden = t.dataset.tab !== name;
       if (name === "status") refreshStatus();
+      if (name === "search" || name === "detect") showOnly(name);
     });
   }
 }

@@ -9,6 +9,7 @@ let map;
 let hitLayer;
 let detectLayer;
 const scenes = [];
+const legends = { search: [null, []], detect: [null, []] }; // each layer's legend, shown with it
 
 // a tile layer whose tiles are fetched with the bearer token (an <img> cannot send one)
 const AuthTileLayer = L.TileLayer.extend({
@@ -99,14 +100,16 @@ export function showHits(hits) {
     type: "Feature", geometry: h.geometry, properties: { ...h, geometry: undefined },
   }));
   drawFeatures(hitLayer, features, (f) => f.properties.score, "hit");
-  legend(features.length ? "search score" : null, features.map((f) => f.properties.score));
+  legends.search = [features.length ? "search score" : null, features.map((f) => f.properties.score)];
+  legend(...legends.search);
   return features.length;
 }
 
 export function showDetections(features) {
   drawFeatures(detectLayer, features, (f) => f.properties.probability ?? f.properties.max_probability, "detection");
-  legend(features.length ? "probability" : null,
-    features.map((f) => f.properties.probability ?? f.properties.max_probability));
+  legends.detect = [features.length ? "probability" : null,
+    features.map((f) => f.properties.probability ?? f.properties.max_probability)];
+  legend(...legends.detect);
 }
 
 export function focusFeature(geometry) {
@@ -126,6 +129,15 @@ function legend(title, values) {
   box.hidden = false;
   box.innerHTML = `<div>${esc(title)}</div><div class="ramp"></div>
     <div class="ends"><span>${fmt(lo, 2)}</span><span>${fmt(hi, 2)}</span></div>`;
+}
+
+// the left panel's tab chooses which footprints are on the map: search hits or detections
+export function showOnly(which) {
+  for (const [name, layer] of [["search", hitLayer], ["detect", detectLayer]]) {
+    if (name === which && !map.hasLayer(layer)) layer.addTo(map);
+    if (name !== which && map.hasLayer(layer)) map.removeLayer(layer);
+  }
+  legend(...legends[which]);
 }
 
 export function drawnCounts() {
