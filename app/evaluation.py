@@ -18,20 +18,24 @@ from tools.modelref import active_model_key, headline, resolve_model, stored_eva
 from tools.paths import check_allowed
 
 
-def evaluate(ctx: AppContext, *, model: str | None, dataset: str | None, split: str = "val") -> dict[str, Any]:
-    """Every metric of ``model`` on a dataset version's split, recorded in the catalog."""
+def evaluate(ctx: AppContext, *, model: str | None, dataset: str | None, split: str = "val",
+             transductive: bool = False) -> dict[str, Any]:
+    """Every metric of ``model`` on a dataset version's split, recorded in the catalog (with ``transductive``
+    also the label-free transductive zero-shot figures, reported and not recorded)."""
     ref, loaded = ctx.load_model(model)
     return evaluate_split(ctx.catalog, ref=ref, loaded=loaded, dataset=dataset, split=split, device=ctx.device,
-                          batch_size=ctx.config.batch_size)
+                          batch_size=ctx.config.batch_size, transductive=transductive)
 
 
-def evaluate_manifest(ctx: AppContext, *, model: str | None, manifest: str | Path) -> dict[str, Any]:
+def evaluate_manifest(ctx: AppContext, *, model: str | None, manifest: str | Path,
+                      transductive: bool = False) -> dict[str, Any]:
     """Metrics on a labelled manifest that is not in the catalog (read in place, nothing recorded)."""
     from tools.modelops import evaluate_manifest as evaluate_file
 
     path = check_allowed(manifest, ctx.config.roots)
     ref, loaded = ctx.load_model(model)
-    return {**evaluate_file(path, model_loader=lambda: loaded, device=ctx.device), "model": ref.key}
+    doc = evaluate_file(path, model_loader=lambda: loaded, device=ctx.device, transductive=transductive)
+    return {**doc, "model": ref.key}
 
 
 def score(ctx: AppContext, model: str | None, dataset_id: str, split: str) -> tuple[str, dict[str, float] | None]:

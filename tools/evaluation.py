@@ -106,13 +106,15 @@ def zero_shot_accuracy(
     classifier: np.ndarray,
     *,
     classnames: Sequence[str] | None = None,
+    scores: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Top-1/top-5 accuracy of a zero-shot classifier, per-class top-1 and its mean.
 
     ``image_features`` is ``(n, dim)``, ``labels`` the true class index of each image, ``classifier`` the
     ``(n_classes, dim)`` output of :func:`zero_shot_classifier`. ``per_class`` maps class name (or index
     as a string) to top-1 accuracy, for the classes that have images. Top-5 is top-``n_classes`` when
-    there are fewer than five classes.
+    there are fewer than five classes. ``scores`` ``(n, n_classes)`` replaces the cosines as what ranks the
+    classes (e.g. :func:`tools.transductive.transductive_probabilities`).
     """
     feats = l2_normalize(image_features)
     labels_arr = np.asarray(labels, dtype=np.int64)
@@ -128,10 +130,16 @@ def zero_shot_accuracy(
     names = list(classnames) if classnames is not None else [str(i) for i in range(n_classes)]
     onehot = np.zeros((len(labels_arr), n_classes), dtype=bool)
     onehot[np.arange(len(labels_arr)), labels_arr] = True
-    ranks = _best_relevant_ranks(feats, clf, lambda rows: onehot[rows])
+    if scores is None:
+        ranks = _best_relevant_ranks(feats, clf, lambda rows: onehot[rows])
+        predicted = (feats @ clf.T).argmax(axis=1) if len(labels_arr) else np.zeros(0, dtype=np.int64)
+    else:
+        if scores.shape != (len(labels_arr), n_classes):
+            raise ValueError(f"scores {scores.shape} must be (images, classes) = {(len(labels_arr), n_classes)}")
+        ranks = _ranks_of(scores, onehot)
+        predicted = scores.argmax(axis=1) if len(labels_arr) else np.zeros(0, dtype=np.int64)
     top1 = ranks < 1
     per_class = {names[c]: float(top1[labels_arr == c].mean()) for c in range(n_classes) if (labels_arr == c).any()}
-    predicted = (feats @ clf.T).argmax(axis=1) if len(labels_arr) else np.zeros(0, dtype=np.int64)
     confusion = np.zeros((n_classes, n_classes), dtype=np.int64)
     np.add.at(confusion, (labels_arr, predicted), 1)
     return {

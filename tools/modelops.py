@@ -283,9 +283,11 @@ def _class_names(items: Sequence[PairItem]) -> list[str]:
 def evaluate_items(
     loaded: LoadedModel, items: Sequence[PairItem], *, device: str = "cpu",
     templates: Sequence[str] = REMOTE_SENSING_TEMPLATES, batch_size: int = 64,
-    label_texts: dict[str, str] | None = None,
+    label_texts: dict[str, str] | None = None, transductive: bool = False,
 ) -> dict[str, Any]:
-    """Zero-shot classification (labelled items) and retrieval (captioned items) metrics."""
+    """Zero-shot classification (labelled items) and retrieval (captioned items) metrics; with
+    ``transductive`` also ``zeroshot_transductive``: the classes refined over the split's own embeddings
+    (:mod:`tools.transductive`, no labels used), beside the plain figures."""
     if not items:
         raise ValueError("nothing to evaluate: the split is empty")
     model = loaded.model.to(device)
@@ -301,6 +303,13 @@ def evaluate_items(
         labels = np.array([classes.index(items[i].labels[0]) for i in labelled])
         zs = zero_shot_accuracy(feats[labelled], labels, classifier, classnames=classes)
         out["zeroshot"] = {**zs, "image_ids": [items[i].image_id for i in labelled]}
+        if transductive:
+            from tools.transductive import transductive_probabilities
+
+            refined = transductive_probabilities(feats[labelled], classifier)
+            out["zeroshot_transductive"] = {
+                **zero_shot_accuracy(feats[labelled], labels, classifier, classnames=classes, scores=refined),
+                "image_ids": out["zeroshot"]["image_ids"]}
     captioned = [i for i, it in enumerate(items) if it.captions]
     if captioned:
         texts, owner = [], []
@@ -325,8 +334,10 @@ EVAL_KINDS = ("zeroshot", "retrieval", "retrieval_class_aware")
 def evaluate(
     catalog: Catalog, *, ref: ModelRef, loaded: LoadedModel, dataset: str | None, split: str = "val",
     device: str = "cpu", batch_size: int = 64, caption_sources: Sequence[str] | None = None, store: bool = True,
+    transductive: bool = False,
 ) -> dict[str, Any]:
-    """Evaluate a loaded model on a dataset version's split; the metrics are recorded under ``ref.key``."""
+    """Evaluate a loaded model on a dataset version's split; the metrics are recorded under ``ref.key`` (the
+    transductive figures are not: promotion compares plain zero-shot and retrieval)."""
     ds = resolve_dataset(catalog, dataset)
     items = split_items(catalog, ds["id"], split, caption_sources=caption_sources)
     if not items:
@@ -335,7 +346,7 @@ def evaluate(
             "fraction or ingest more images"
         )
     metrics = evaluate_items(loaded, items, device=device, label_texts=_label_texts(catalog, items),
-                             batch_size=batch_size)
+                             batch_size=batch_size, transductive=transductive)
     if store:
         for kind in EVAL_KINDS:
             if kind in metrics:
@@ -353,7 +364,7 @@ def _label_texts(catalog: Catalog, items: Sequence[PairItem]) -> dict[str, str]:
 
 
 def evaluate_manifest(
-    manifest: Path, *, model_loader: Callable[[], LoadedModel], device: str = "cpu"
+    manifest: Path, *, model_loader: Callable[[], LoadedModel], device: str = "cpu", transductive: bool = False,
 ) -> dict[str, Any]:
     """Evaluate labelled/captioned data that is not in the catalog (a manifest read in place)."""
     from tools.ingest import read_manifest
@@ -364,5 +375,6 @@ def evaluate_manifest(
              for r in rows if r.path.is_file()]
     label_texts = {r.labels[0]: str(r.metadata["label_text"]) for r in rows
                    if r.labels and "label_text" in r.metadata}
-    metrics = evaluate_items(model_loader(), items, device=pick_device(device), label_texts=label_texts)
+    metrics = evaluate_items(model_loader(), items, device=pick_device(device), label_texts=label_texts,
+                             transductive=transductive)
     return {"manifest": str(manifest), "skipped": len(rows) - len(items) + len(rejected), **metrics}

@@ -44,6 +44,9 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
                         "on the marks outside the dataset version's train split (held back)")
     e.add_argument("--all-judgments", action="store_true",
                    help="with --judgments: every mark, also those on images the model may have trained on")
+    e.add_argument("--transductive", action="store_true",
+                   help="also classify the split as a collection: zero-shot classes refined with the structure of "
+                        "its own embeddings, no labels used (docs/models.md); reported beside the plain figures")
     e.set_defaults(handler=cmd_eval)
 
     pr = sub.add_parser("promote", parents=[common], help="make a model version the active one")
@@ -105,6 +108,9 @@ def _eval_rows(doc: dict[str, Any]) -> list[tuple[str, Any]]:
         rows += [(f"  top-1 {name}", acc) for name, acc in sorted(zs.get("per_class", {}).items(), key=lambda x: x[1])]
         rows += [(f"  confused: {c['true']} -> {c['predicted']}", f"{c['count']} ({c['share']:.0%})")
                  for c in top_confusions(zs.get("confusion") or {})]
+    if "zeroshot_transductive" in doc:
+        tr = doc["zeroshot_transductive"]
+        rows += [("transductive top-1", tr["top1"]), ("transductive top-5", tr["top5"])]
     for kind in ("retrieval", "retrieval_class_aware"):
         if kind in doc:
             m = doc[kind]
@@ -123,9 +129,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.judgments or args.all_judgments:
         return _eval_judgments(app, args)
     if args.manifest:
-        doc = evaluate_manifest(app, model=args.model, manifest=args.manifest)
+        doc = evaluate_manifest(app, model=args.model, manifest=args.manifest, transductive=args.transductive)
     else:
-        doc = evaluate(app, model=args.model, dataset=args.dataset, split=args.split)
+        doc = evaluate(app, model=args.model, dataset=args.dataset, split=args.split, transductive=args.transductive)
     if args.json:
         print_json(doc)
         return 0

@@ -99,7 +99,11 @@ def test_why_answers_from_the_log_including_manual_actions(tmp_path: Path, home:
     assert run_cli("caption", "--captioner", "template")[0] == 0
     create_dataset(catalog, val_frac=0.5, test_frac=0.0)
     code, evaluated = run_cli("eval")
-    assert code == 0 and "confusion" in evaluated["zeroshot"]
+    assert code == 0 and "confusion" in evaluated["zeroshot"] and "zeroshot_transductive" not in evaluated
+    code, both = run_cli("eval", "--transductive")  # the same split classified as a collection, beside the plain
+    assert code == 0 and both["zeroshot"]["top1"] == evaluated["zeroshot"]["top1"]
+    transductive = both["zeroshot_transductive"]
+    assert transductive["n"] == both["zeroshot"]["n"] and 0 <= transductive["top1"] <= 1
     code, confused = run_cli("ask", "which classes does the model confuse most?")
     assert code == 0 and "The active model skyscout-tiny, on ds-" in confused["results"][0]["summary"]
     assert "confuses most" in confused["results"][0]["summary"] and confused["results"][0]["data"]["confusions"]
