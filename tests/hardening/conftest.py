@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from tests.support.homes import indexed_sample_home
+
 PROJECT = Path(__file__).resolve().parents[2]
 SAMPLE = PROJECT / "data" / "ucm_sample"
 SHARED = PROJECT.parent / "shared" / "data"
@@ -46,15 +48,7 @@ def spawn(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
 @pytest.fixture(scope="session")
 def sample_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A home with the sample's 80 validation tiles ingested and indexed by skyscout-tiny (built once)."""
-    from service.cli import main
-
-    home = tmp_path_factory.mktemp("sample") / "home"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SKYSCOUT_HOME", str(home))
-        mp.setenv("SKYSCOUT_DATA_ROOTS", str(PROJECT / "data"))
-        assert main(["ingest", "--manifest", str(SAMPLE / "val.jsonl"), "--json", "--no-progress"]) == 0
-        assert main(["index", "--json", "--no-progress", "--num-workers", "0"]) == 0
-    return home
+    return indexed_sample_home(tmp_path_factory.mktemp("sample") / "home")
 
 
 @pytest.fixture

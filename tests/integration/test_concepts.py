@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from tests.support.homes import indexed_sample_home
+
 PROJECT = Path(__file__).resolve().parents[2]
 SAMPLE = PROJECT / "data" / "ucm_sample"
 READ, OPERATE = "read-token-0123456789", "operate-token-0123456789"
@@ -22,15 +24,7 @@ pytestmark = pytest.mark.slow  # the module's home embeds 80 tiles once
 @pytest.fixture(scope="module")
 def sample_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The sample's 80 val tiles ingested and indexed by skyscout-tiny, built once for the module."""
-    from service.cli import main
-
-    home = tmp_path_factory.mktemp("concepts") / "home"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SKYSCOUT_HOME", str(home))
-        mp.setenv("SKYSCOUT_DATA_ROOTS", str(PROJECT / "data"))
-        assert main(["ingest", "--manifest", str(SAMPLE / "val.jsonl"), "--json", "--no-progress"]) == 0
-        assert main(["index", "--json", "--no-progress", "--num-workers", "0"]) == 0
-    return home
+    return indexed_sample_home(tmp_path_factory.mktemp("concepts") / "home")
 
 
 @pytest.fixture
@@ -44,16 +38,9 @@ def home(sample_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
 
 
 @pytest.fixture
-def cli(home: Path, capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, Any]]:
-    from service.cli import main
-
-    def run(*args: str) -> tuple[int, Any]:
-        capsys.readouterr()
-        code = main([*args, "--json", "--no-progress"])
-        out = capsys.readouterr().out
-        return code, json.loads(out) if out.strip() else None
-
-    return run
+def cli(run_cli: Callable[..., tuple[int, Any]]) -> Callable[..., tuple[int, Any]]:
+    """``skyscout ARGS --json`` in process on this module's ``home`` (tests/conftest.py's ``run_cli``)."""
+    return run_cli
 
 
 def by_label(home: Path, label: str, n: int) -> list[str]:
