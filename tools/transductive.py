@@ -14,7 +14,8 @@ works for any open_clip model (``skyscout-tiny``, SkyCLIP, RemoteCLIP):
 
 Each round a probability is the text prior times the likeness to each class centre, then mixed with the
 neighbours' probabilities (``smoothing``). The prior is never dropped, so a class stays tied to its words;
-no label is read. The defaults were chosen on UC Merced's train split, never on val (``scripts/transductive_eval.py``).
+no label is read. The defaults were fixed before any run on real data; ``scripts/transductive_eval.py``
+compares them with the setting a grid search picks on a train split (docs/models.md has the figures).
 """
 
 from __future__ import annotations
