@@ -81,6 +81,19 @@ def search(ctx: AppContext, query: Query, *, store: str | None = None,
     return result
 
 
+def encode_query_texts(ctx: AppContext, query: Query, *, store: str | None = None) -> None:
+    """Encode ``query``'s texts through the active model's shared query encoder, so that :func:`search` finds
+    them cached. A server calls this outside its bound on concurrent searches: concurrent new texts then share
+    one batched forward pass, while the rest of each search does not contend for the GIL (``service/api``)."""
+    texts = [*query.texts, *query.negative_texts]
+    if not texts:
+        return
+    active = open_active_index(ctx, store)
+    encode = ctx.models.query_encoder(ctx.load_model(active.model)[0].load_spec)
+    for text in texts:
+        text_vector(encode, text, templates=query.templates)
+
+
 def example_image_encoder(ctx: AppContext, loaded: LoadedModel) -> ImageFileEncoder:
     """Catalogued files -> unit rows, each file checked first (roots, content hash, size; see
     :func:`tools.thumbnails.read_checked`): a file swapped for a symlink out of the roots, or for other
@@ -156,5 +169,5 @@ def record_feedback(ctx: AppContext, *, image_id: str, relevant: bool, query: st
                                     model=model)
 
 
-__all__ = ["LABEL_KEYS", "canonical_filters", "example_image_encoder", "explain_hit", "is_signed_query_id",
-           "record_feedback", "resolved", "search", "sign_query_id"]
+__all__ = ["LABEL_KEYS", "canonical_filters", "encode_query_texts", "example_image_encoder", "explain_hit",
+           "is_signed_query_id", "record_feedback", "resolved", "search", "sign_query_id"]

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
-from app.search import record_feedback, search
+from app.search import encode_query_texts, record_feedback, search
 from service.api.deps import AUTH, App, Redact
 from service.api.redact import Redactor
 from service.api.schemas import ERROR_RESPONSES, FeedbackRequest, FeedbackResponse, Hit, SearchRequest, SearchResponse
@@ -19,13 +21,29 @@ from tools.search import SearchResult
 router = APIRouter(prefix="/v1", dependencies=AUTH, responses=ERROR_RESPONSES, tags=["search"])
 
 
+#: searches ranked at once per server; the others wait their turn in the event loop. Sixteen searches in
+#: sixteen threads on two cores spend their time taking the GIL from each other (bench/bench_search.py).
+#: Query texts are encoded before a slot is taken, so that concurrent new texts still share one batch.
+SEARCH_SLOTS = 2
+
+
+def _slots(request: Request) -> asyncio.Semaphore:
+    slots: asyncio.Semaphore | None = getattr(request.app.state, "search_slots", None)
+    if slots is None:
+        slots = request.app.state.search_slots = asyncio.Semaphore(SEARCH_SLOTS)
+    return slots
+
+
 @router.post("/search", response_model=SearchResponse)
-def search_route(body: SearchRequest, app: App, redact: Redact) -> SearchResponse:
+async def search_route(body: SearchRequest, request: Request, app: App, redact: Redact) -> SearchResponse:
     images = list(dict.fromkeys(([body.image_id] if body.image_id else []) + body.image_ids))
     query = SearchQuery(texts=[body.text] if body.text else [], images=images,
                         negative_texts=body.negative_texts, negative_images=body.negative_image_ids, k=body.k,
                         filter=dict(body.filters) or None, min_score=body.min_score, **_area(body))
-    return search_response(search(app, query), redact)
+    await run_in_threadpool(encode_query_texts, app, query)
+    async with _slots(request):
+        result = await run_in_threadpool(search, app, query)
+    return search_response(result, redact)
 
 
 def search_response(result: SearchResult, redact: Redactor) -> SearchResponse:
