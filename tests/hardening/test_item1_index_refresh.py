@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -18,6 +17,7 @@ import httpx
 import pytest
 
 from tests.hardening.conftest import OPERATE, PROJECT, SHARED, catalog_rows, cli_env, copy_tiles, skyscout, spawn
+from tests.support.live import free_port
 
 
 def _index_job_running(home: Path) -> bool:
@@ -74,12 +74,6 @@ def test_a_killed_refresh_leaves_the_last_complete_index_searchable(indexed_home
     assert done["count"] == images and done["skipped_existing"] > 84
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.mark.slow
 def test_16_clients_search_while_600_images_are_indexed(indexed_home: Path, tmp_path: Path, roots: str) -> None:
     """Real uvicorn, 16 client threads searching back to back while `skyscout index` adds 600 EuroSAT tiles to
@@ -91,7 +85,7 @@ def test_16_clients_search_while_600_images_are_indexed(indexed_home: Path, tmp_
     manifest.write_text("".join(json.dumps({**r, "image": str(SHARED / "eurosat" / r["image"])}) + "\n" for r in rows))
     env = cli_env(indexed_home, roots, SKYSCOUT_API_TOKENS=OPERATE)  # a bare token: operate
     skyscout("ingest", "--manifest", str(manifest), "--json", "--no-progress", env=env, check=True)
-    port = _free_port()
+    port = free_port()
     log = (tmp_path / "serve.log").open("w")  # not a pipe: nobody reads it, and a full pipe would stall the server
     server = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port)], env=env,
                               cwd=PROJECT, stdout=log, stderr=subprocess.STDOUT)

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
 from service.api import create_app
 from service.settings import Settings
+from tests.support.live import serving
 
 PROJECT = Path(__file__).resolve().parents[3]
 TOKEN = "test-token-0123456789"
@@ -30,12 +27,6 @@ class LiveServer:
         return httpx.Client(base_url=self.url, headers=headers, timeout=120)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="package")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     from app.indexing import build_index
@@ -49,16 +40,5 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     ingest_manifest(ctx.catalog, PROJECT / "data" / "ucm_sample" / "val.jsonl", allowed_roots=settings.roots,
                     progress=False)
     build_index(ctx, model="skyscout-tiny", num_workers=0)
-    port = _free_port()
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 120
-    while not srv.started:
-        if time.time() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.1)
-    yield LiveServer(url=f"http://127.0.0.1:{port}", settings=settings)
-    srv.should_exit = True
-    thread.join(timeout=30)
+    with serving(create_app(settings)) as url:
+        yield LiveServer(url=url, settings=settings)

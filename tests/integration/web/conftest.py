@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,12 +47,6 @@ class Live:
     urls: list[str] = field(default_factory=list)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _scene_tiles() -> list[tuple[Path, str]]:
     root = PROJECT / "data" / "ucm_sample" / "images"
     return [(sorted((root / d.name).glob("*.jpg"))[-1], d.name) for d in sorted(root.iterdir()) if d.is_dir()][:16]
@@ -66,7 +57,6 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     reason = _skip_reason()
     if reason:
         pytest.skip(reason)
-    import uvicorn
 
     from app.data import ingest
     from app.indexing import build_index
@@ -74,6 +64,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     from service.api import create_app
     from service.context import Services
     from service.settings import Settings
+    from tests.support.live import serving
     from tests.support.mosaics import build_mosaic
     from tools.ingest import ingest_manifest
 
@@ -89,18 +80,8 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     report = build_index(ctx, model="skyscout-tiny", num_workers=0)
     assert report.activated and report.count == ctx.catalog.count_images("ok") == 80 + 16
     scene_id = ctx.catalog.list_scenes()[0].id
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 120
-    while not server.started:
-        if time.time() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.1)
-    yield Live(url=f"http://127.0.0.1:{port}", home=settings.home, scene_id=scene_id, settings=settings)
-    server.should_exit = True
-    thread.join(timeout=30)
+    with serving(create_app(settings)) as url:
+        yield Live(url=url, home=settings.home, scene_id=scene_id, settings=settings)
 
 
 @pytest.fixture(scope="package")
