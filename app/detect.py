@@ -171,7 +171,7 @@ def detect(ctx: AppContext, req: DetectRequest, *, store: str | None = None) -> 
     if req.concept and concept_scored is not None:
         scored = concept_scored
     chips = _detections(indexed, scored)
-    peaks = local_maxima(scored.scores, [r["scene_id"] for r in indexed],
+    peaks = local_maxima(scored.logits, [r["scene_id"] for r in indexed],
                          np.array([r["window"] for r in indexed])) if req.nms else None
     kept = [chips[i] for i in select(scored, threshold=req.threshold, top_k=req.top_k, keep=peaks)]
     threshold = req.threshold if req.threshold is not None or req.top_k is not None else 0.5
@@ -232,7 +232,7 @@ def _cached_encoder(model_key: str, encode: Callable[[list[str]], np.ndarray], *
 def _detections(rows: list[dict[str, Any]], scored: Scored) -> list[Detection]:
     return [Detection(chip_id=r["id"], scene_id=r["scene_id"], score=float(scored.scores[i]),
                       probability=float(scored.probabilities[i]), window=list(r["window"]), geometry=r["footprint"],
-                      uri=r["uri"]) for i, r in enumerate(rows)]
+                      uri=r["uri"], logit=float(scored.logits[i])) for i, r in enumerate(rows)]
 
 
 def export_geojson(ctx: AppContext, result: DetectResult, out: str | Path | None = None) -> Path:

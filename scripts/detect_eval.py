@@ -6,8 +6,8 @@ GeoTIFF (B,G,R,NIR, read as 3,2,1) with a 128 px nodata border, and a stripped 8
 chips them (each overlap asked for), indexes them with the model, and for each of the 16 classes runs the
 real detection use case (``app.detect.detect``, every chip scored) with the class's zero-shot phrase. A
 chip is positive when more than half of it lies in planted tiles of that class. Prints chip-level average
-precision per class and scene (by score, and after ``--nms``), the mean, and the same model's AP on the
-bare val tiles (the ceiling: the same query vectors over the tiles' own vectors); then what a probability
+precision per class and scene (ranked as `detect` ranks them, by probability; and after ``--nms``), the mean, and the same model's AP on the
+bare val tiles (the ceiling: the same query vectors and background over the tiles' own vectors); then what a probability
 threshold of 0.5 means (precision and recall of p >= 0.5).
 
     python scripts/detect_eval.py --home DIR --model mv-...        # a model trained in DIR
@@ -101,9 +101,12 @@ def _phrases(ctx: AppContext) -> dict[str, str]:
 
 
 def _ceiling(ctx: AppContext, phrases: dict[str, str], model: str) -> dict[str, float]:
-    """AP of each class phrase over the bare val tiles' vectors (from the same index, the same query vector)."""
+    """AP of each class phrase over the bare val tiles' vectors (from the same index), ranked as `detect` ranks
+    chips: by the probability against the same background prompts."""
     from app.indexing import open_active_index
     from app.models import text_encoder_of
+    from tools.detect.probability import DEFAULT_BACKGROUND, background_for, temperature_of
+    from tools.detect.scoring import score_chips
     from tools.search import text_vector
 
     rows = [json.loads(line) for line in (SHARED / "ucm_captions" / "val.jsonl").read_text().splitlines() if line]
@@ -114,8 +117,17 @@ def _ceiling(ctx: AppContext, phrases: dict[str, str], model: str) -> dict[str, 
     keys = [k for k in found if k in got]
     vecs = np.stack([np.asarray(got[k][0], dtype=np.float32) for k in keys])
     labels = np.array([found[k] for k in keys])
-    encode = text_encoder_of(ctx.load_model(model)[1], ctx.device)
-    return {c: average_precision(vecs @ text_vector(encode, p), labels == c) for c, p in phrases.items()}
+    loaded = ctx.load_model(model)[1]
+    encode = text_encoder_of(loaded, ctx.device)
+    prompts = list(ctx.config.detect_background or DEFAULT_BACKGROUND)
+    bvecs = np.stack([text_vector(encode, p) for p in prompts])
+    out = {}
+    for c, p in phrases.items():
+        qvec = text_vector(encode, p)
+        used = background_for(p, prompts, qvec, bvecs)
+        scored = score_chips(vecs, qvec, bvecs[used], temperature=temperature_of(loaded.model))
+        out[c] = average_precision(scored.logits, labels == c)
+    return out
 
 
 def _grid(mosaic: Mosaic, chip: int, overlap: float) -> set[tuple[int, int]]:
@@ -135,7 +147,7 @@ def _scene_eval(ctx: AppContext, mosaic: Mosaic, scene_id: str, phrases: dict[st
         result = detect(ctx, DetectRequest(text=phrase, scene=scene_id, threshold=0.0, nms=True))
         kept = {d.chip_id for d in result.detections}
         chips = [d for d in result.all_chips if tuple(d.window[:2]) in grid]
-        scores = np.array([d.score for d in chips])
+        scores = np.array([d.logit for d in chips])  # the product's ranking: by probability (its logit)
         positive = np.array([mosaic.class_cover(*d.window).get(cls, 0.0) > 0.5 for d in chips])
         ap[cls] = average_precision(scores, positive)
         if len(grid) < len(result.all_chips):  # suppression among this grid's chips only

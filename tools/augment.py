@@ -144,4 +144,4 @@ def train_transform_like(
 ) -> Callable[[Image.Image], torch.Tensor]:
     """The training transform for a model, taking size and normalisation from its evaluation transform."""
     size, mean, std = normalization_of(preprocess_val)
-    return build_train_transform(size, mean, std, **(config or AugmentConfig()).as_kwargs())
+    return build_train_transform(size, mean, std, **(config or AugmentConfig()).transform_kwargs())

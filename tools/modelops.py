@@ -83,21 +83,30 @@ PRETRAINED_RECIPE: dict[str, Any] = {
 }
 
 
+#: a run that starts from a fine-tuned model version (a planner round, `skyscout train --model mv-...`) goes on
+#: from weights the recipe already shaped: its learning rate is the recipe's times this, unless one is given.
+#: At the full rate a 300-step round on UC Merced plus 60 users' marks moved the 0.713 model to 0.643 on val.
+CONTINUE_LR_FACTOR = 0.1
+
+
 def recipe_for(arch: str | None) -> dict[str, Any]:
     """The fine-tuning defaults for a model architecture (see :data:`TINY_RECIPE`)."""
     return dict(TINY_RECIPE if arch == TINY_ARCH else PRETRAINED_RECIPE)
 
 
-def train_config(arch: str | None, overrides: Mapping[str, Any] | None = None, n_items: int | None = None
-                 ) -> TrainConfig:
+def train_config(arch: str | None, overrides: Mapping[str, Any] | None = None, n_items: int | None = None, *,
+                 continued: bool = False) -> TrainConfig:
     """A :class:`TrainConfig`: the architecture's recipe with ``overrides`` applied on top.
 
     ``overrides["augment"]`` may name single augmentation options; the others keep the recipe's values.
     A recipe's ``sample_budget`` (with ``n_items``, the training set's size) lowers its epoch count on large
     datasets, so that the default run stays about as long as on UC Merced (skyscout-tiny: 40 epochs of
-    1,282 images; 6 of EuroSAT's 10,000); an explicit ``epochs`` wins.
+    1,282 images; 6 of EuroSAT's 10,000); an explicit ``epochs`` wins. ``continued`` (the base is a fine-tuned
+    model version) scales the recipe's learning rate by :data:`CONTINUE_LR_FACTOR`; an explicit ``lr`` wins.
     """
     values = recipe_for(arch)
+    if continued:
+        values["lr"] = float(values["lr"]) * CONTINUE_LR_FACTOR
     budget = values.pop("sample_budget", None)
     if budget is not None and n_items:
         values["epochs"] = max(1, min(int(values["epochs"]), int(budget) // n_items))
@@ -183,7 +192,7 @@ def prepare_training(
     loaded = load_model(ref.load_spec, cache_dir=cache_dir, device=device)  # a fresh copy: training changes it
     items = training_items(catalog, ds["id"], caption_sources=caption_sources)
     if not isinstance(config, TrainConfig):
-        config = train_config(loaded.arch, config, n_items=len(items))
+        config = train_config(loaded.arch, config, n_items=len(items), continued=ref.version_id is not None)
     if len(items) < config.effective_batch_size:
         raise ValueError(
             f"dataset {ds['id']} has {len(items)} captioned training images, fewer than one batch "

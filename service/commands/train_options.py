@@ -51,10 +51,13 @@ AUGMENT_OPTIONS: Mapping[str, tuple[str, str]] = {
     "scale": ("--crop-scale", "smallest random-resized-crop area, as a fraction of the image"),
     "hflip": ("--hflip", "random horizontal flips"),
     "color_jitter": ("--color-jitter", "brightness/contrast/saturation jitter strength"),
+    "mix": ("--mix", "fraction of samples given a strip of another image along one edge (chips cut across "
+                     "boundaries)"),
 }
 
 #: ``AugmentConfig`` fields without an option (they keep the recipe's values).
-AUGMENT_EXCLUDED: frozenset[str] = frozenset({"rotate90", "color_jitter_p", "hue", "ratio", "interpolation"})
+AUGMENT_EXCLUDED: frozenset[str] = frozenset({"rotate90", "color_jitter_p", "hue", "ratio", "interpolation",
+                                             "mix_max"})
 
 _NONE = "none"  # the choice that sets an optional Literal field (e.g. --freeze) to None
 _RECIPE = "options left out take the model's recipe"

@@ -58,8 +58,8 @@ def test_every_chip_as_rfc7946_geojson_that_round_trips(world: dict) -> None:
     doc = json.loads(json.dumps(result.geojson()))
     assert doc["type"] == "FeatureCollection" and len(doc["features"]) == 16 == result.candidates
     assert feature_collection_problems(doc) == []
-    scores = [f["properties"]["score"] for f in doc["features"]]
-    assert scores == sorted(scores, reverse=True)
+    probabilities = [f["properties"]["probability"] for f in doc["features"]]
+    assert probabilities == sorted(probabilities, reverse=True)  # most probable first
     for f in doc["features"]:
         p = f["properties"]
         assert set(p) >= {"score", "probability", "query", "model", "chip_id", "scene_id"}

@@ -31,6 +31,7 @@ class Detection:
     geometry: dict[str, Any] | None  # GeoJSON polygon, EPSG:4326 (None: the scene has no CRS)
     uri: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    logit: float = 0.0  # the probability's log-odds: what detections are ranked by
 
     def properties(self, query: str, model: str) -> dict[str, Any]:
         return {"score": round(self.score, 5), "probability": round(self.probability, 5), "query": query,

@@ -23,9 +23,17 @@ class AugmentConfig:
     scale: tuple[float, float] = (0.5, 1.0)
     ratio: tuple[float, float] = (3 / 4, 4 / 3)
     interpolation: Interpolation = "bicubic"
+    #: probability that a strip of another training image (``mix_max`` of the side at most) replaces one edge
+    #: of the sample, caption unchanged (:class:`tools.training.data.CaptionedImages`)
+    mix: float = 0.0
+    mix_max: float = 0.4
 
     def as_kwargs(self) -> dict[str, Any]:
         return asdict(self)
+
+    def transform_kwargs(self) -> dict[str, Any]:
+        """The options of :func:`tools.augment.build_train_transform` (the per-image steps; not the mixing)."""
+        return {k: v for k, v in asdict(self).items() if k not in ("mix", "mix_max")}
 
 
 __all__ = [

@@ -30,6 +30,7 @@ __all__ = [
     "caption_bank",
     "caption_clusters",
     "kmeans_cosine",
+    "paste_strip",
     "sample_seed",
     "spread_order",
 ]
@@ -38,6 +39,7 @@ __all__ = [
 _ORDER_STREAM = 1
 _SAMPLE_STREAM = 2
 _SPREAD_STREAM = 3
+_MIX_STREAM = 4
 
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:
@@ -194,28 +196,64 @@ def _seeded(seed: int) -> Iterator[None]:
             np.random.set_state(np_state)
 
 
-class CaptionedImages(torch.utils.data.Dataset[tuple[torch.Tensor, str]]):
-    """Item ``(epoch, index)``: augmented image and one caption, both fixed by ``(seed, epoch, index)``."""
+def paste_strip(image: torch.Tensor, other: torch.Tensor, fraction: float, side: int) -> torch.Tensor:
+    """``image`` (C, H, W) with a strip of ``other`` along one edge (0 left, 1 right, 2 top, 3 bottom), the strip
+    ``fraction`` of the side wide: a chip cut across a boundary between two kinds of ground."""
+    out = image.clone()
+    width = image.shape[-1] if side < 2 else image.shape[-2]
+    k = max(1, min(width - 1, round(fraction * width)))
+    cut = [slice(None)] * image.dim()
+    axis = -1 if side < 2 else -2
+    cut[axis] = slice(0, k) if side in (0, 2) else slice(width - k, width)
+    out[tuple(cut)] = other[tuple(cut)]
+    return out
 
-    def __init__(self, items: Sequence[TrainItem], transform: Callable[[Image.Image], torch.Tensor], seed: int) -> None:
+
+class CaptionedImages(torch.utils.data.Dataset[tuple[torch.Tensor, str]]):
+    """Item ``(epoch, index)``: augmented image and one caption, both fixed by ``(seed, epoch, index)``.
+
+    With ``mix > 0``, that fraction of the samples gets a strip of another training image (at most ``mix_max`` of
+    the side, at least a tenth) along one edge, the caption unchanged. Tiles of a dataset are centred on their
+    subject; chips of a scene are cut wherever the grid falls, often across a boundary (a field's edge, a
+    shore, two tiles of a mosaic): the strips teach the model that a boundary and a minority of other ground
+    do not change what the chip mostly shows.
+    """
+
+    def __init__(self, items: Sequence[TrainItem], transform: Callable[[Image.Image], torch.Tensor], seed: int, *,
+                 mix: float = 0.0, mix_max: float = 0.4) -> None:
+        if not 0.0 <= mix <= 1.0 or not 0.1 <= mix_max < 1.0:
+            raise ValueError(f"mix must be in [0, 1] and mix_max in [0.1, 1), got {mix}, {mix_max}")
         self.items = items
         self.transform = transform
         self.seed = seed
+        self.mix = mix
+        self.mix_max = mix_max
 
     def __len__(self) -> int:
         return len(self.items)
+
+    def _load(self, index: int) -> Image.Image:
+        path = self.items[index].image_path
+        try:
+            return load_rgb(path)  # a file or a chip of a scene
+        except Exception as exc:
+            raise RuntimeError(f"cannot read training image {path!r}: {exc}") from exc
 
     def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, str]:
         epoch, index = key
         item = self.items[index]
         s = sample_seed(self.seed, epoch, index)
         caption = item.captions[s % len(item.captions)]
-        try:
-            image = load_rgb(item.image_path)  # a file or a chip of a scene
-        except Exception as exc:
-            raise RuntimeError(f"cannot read training image {item.image_path!r}: {exc}") from exc
         with _seeded(s):
-            return self.transform(image), caption
+            x = self.transform(self._load(index))
+        if self.mix > 0 and len(self.items) > 1:
+            rng = np.random.default_rng(np.random.SeedSequence([s, _MIX_STREAM]))
+            if rng.random() < self.mix:
+                other = (index + 1 + int(rng.integers(len(self.items) - 1))) % len(self.items)
+                with _seeded(s ^ 0x5EA):
+                    y = self.transform(self._load(other))
+                x = paste_strip(x, y, float(rng.uniform(0.1, self.mix_max)), int(rng.integers(4)))
+        return x, caption
 
 
 class RunBatches(torch.utils.data.Sampler[list[tuple[int, int]]]):

@@ -129,7 +129,7 @@ def default_transform(model: Any, config: TrainConfig) -> Callable[[Image.Image]
             "train_transform is None and the model does not say its image size and normalisation "
             "(visual.preprocess_cfg); pass tools.augment.train_transform_like(preprocess_val)"
         )
-    return build_train_transform(size, mean, std, **config.augment.as_kwargs())
+    return build_train_transform(size, mean, std, **config.augment.transform_kwargs())
 
 
 
@@ -236,7 +236,7 @@ def make_loader(run: Run, transform: Callable[[Image.Image], torch.Tensor]) -> t
     else:
         sampler = RunBatches(*sampler_args, **sampler_kwargs)
     return torch.utils.data.DataLoader(
-        CaptionedImages(run.items, transform, config.seed),
+        CaptionedImages(run.items, transform, config.seed, mix=config.augment.mix, mix_max=config.augment.mix_max),
         batch_sampler=sampler,
         collate_fn=Collate(run.tokenizer, run.caption_rows),
         num_workers=config.num_workers,

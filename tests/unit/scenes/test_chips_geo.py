@@ -114,12 +114,14 @@ def test_probability_is_a_softmax_against_the_background() -> None:
     assert softmax_logit(np.array([0.5]), np.zeros((1, 0)), 2.0).tolist() == [1.0]
 
 
-def test_selection_by_threshold_and_top_k() -> None:
-    s = Scored(np.array([0.1, 0.5, 0.3, 0.4]), np.zeros(4), np.array([0.2, 0.9, 0.6, 0.4]))
-    assert select(s).tolist() == [1, 2]  # default p >= 0.5, best score first
-    assert select(s, top_k=3).tolist() == [1, 3, 2]
+def test_selection_by_threshold_and_top_k_most_probable_first() -> None:
+    p = np.array([0.2, 0.9, 0.6, 0.4])
+    s = Scored(np.array([0.1, 0.5, 0.3, 0.4]), np.log(p / (1 - p)), p)
+    assert select(s).tolist() == [1, 2]  # default p >= 0.5
+    # chip 3 is closer to the query than chip 2 (cosine 0.4 > 0.3) but less probable: it ranks after it
+    assert select(s, top_k=3).tolist() == [1, 2, 3]
     assert select(s, top_k=3, threshold=0.5).tolist() == [1, 2]
-    assert select(s, threshold=0.0).tolist() == [1, 3, 2, 0]
+    assert select(s, threshold=0.0).tolist() == [1, 2, 3, 0]
     with pytest.raises(ValueError):
         select(s, threshold=1.5)
 

@@ -24,7 +24,7 @@ from tools.training import TrainConfig
 # The options `skyscout train` has always had; none may disappear or change its spelling.
 KNOWN_OPTIONS = {
     "--epochs", "--batch-size", "--accum-steps", "--lr", "--weight-decay", "--warmup", "--precision", "--freeze",
-    "--batch-order", "--crop-scale", "--hflip", "--no-hflip", "--color-jitter", "--ema-decay", "--wise-alpha",
+    "--batch-order", "--crop-scale", "--hflip", "--no-hflip", "--color-jitter", "--mix", "--ema-decay", "--wise-alpha",
     "--max-steps", "--checkpoint-every", "--num-workers", "--seed",
 }
 ALWAYS = {"checkpoint_every": 200, "num_workers": 2, "seed": 0}
@@ -105,3 +105,14 @@ def test_overrides_build_the_config_on_top_of_the_recipe() -> None:
     )
     assert config.augment.scale == (0.4, 1.0) and config.augment.hflip is False
     assert config.augment.color_jitter == AugmentConfig().color_jitter  # not given: the recipe's
+
+
+def test_a_run_from_a_fine_tuned_version_starts_at_a_tenth_of_the_recipes_rate_unless_one_is_given() -> None:
+    from tools.modelops import CONTINUE_LR_FACTOR, TINY_RECIPE
+    from tools.models import TINY_ARCH
+
+    fresh = train_config(TINY_ARCH, {})
+    continued = train_config(TINY_ARCH, {}, continued=True)
+    assert fresh.lr == TINY_RECIPE["lr"]
+    assert continued.lr == pytest.approx(TINY_RECIPE["lr"] * CONTINUE_LR_FACTOR) and continued.lr < fresh.lr
+    assert train_config(TINY_ARCH, {"lr": 5e-4}, continued=True).lr == 5e-4  # an explicit rate wins

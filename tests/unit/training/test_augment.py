@@ -82,3 +82,41 @@ def test_rejects_bad_options() -> None:
         build_train_transform(16, MEAN, STD, scale=(0.0, 1.0))
     with pytest.raises(ValueError, match="color_jitter"):
         build_train_transform(16, MEAN, STD, color_jitter_p=1.5)
+
+
+def test_paste_strip_replaces_one_edge_with_the_other_image() -> None:
+    from tools.training.data import paste_strip
+
+    a, b = torch.zeros(3, 10, 20), torch.ones(3, 10, 20)
+    left = paste_strip(a, b, 0.25, 0)
+    assert left[:, :, :5].eq(1).all() and left[:, :, 5:].eq(0).all()
+    right = paste_strip(a, b, 0.25, 1)
+    assert right[:, :, -5:].eq(1).all() and right[:, :, :-5].eq(0).all()
+    top = paste_strip(a, b, 0.3, 2)
+    assert top[:, :3].eq(1).all() and top[:, 3:].eq(0).all()
+    bottom = paste_strip(a, b, 0.3, 3)
+    assert bottom[:, -3:].eq(1).all() and bottom[:, :-3].eq(0).all()
+    assert a.eq(0).all()  # the input is not changed
+
+
+def test_mixed_samples_keep_their_caption_repeat_with_the_seed_and_take_at_most_mix_max(tmp_path) -> None:
+    from tools.training import TrainItem
+    from tools.training.data import CaptionedImages
+
+    items = []
+    for i, value in enumerate((0, 255)):
+        path = tmp_path / f"{i}.png"
+        Image.fromarray(np.full((16, 16, 3), value, dtype=np.uint8)).save(path)
+        items.append(TrainItem(image_path=str(path), captions=[f"caption {i}"]))
+    plain = build_train_transform(16, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), rotate90=False, color_jitter=0.0,
+                                  scale=(1.0, 1.0), ratio=(1, 1))
+    never = CaptionedImages(items, plain, seed=0)
+    always = CaptionedImages(items, plain, seed=0, mix=1.0, mix_max=0.4)
+    for epoch in range(4):
+        x, caption = always[(epoch, 0)]
+        assert caption == "caption 0" and never[(epoch, 0)][0].eq(0).all()
+        share = float(x.mean())  # the strip of the white image
+        assert 0.0 < share <= 0.4 + 1 / 16
+        torch.testing.assert_close(x, always[(epoch, 0)][0])  # the same sample every time
+    with pytest.raises(ValueError, match="mix"):
+        CaptionedImages(items, plain, seed=0, mix=1.5)
