@@ -6,9 +6,10 @@ GeoTIFF (B,G,R,NIR, read as 3,2,1) with a 128 px nodata border, and a stripped 8
 chips them (each overlap asked for), indexes them with the model, and for each of the 16 classes runs the
 real detection use case (``app.detect.detect``, every chip scored) with the class's zero-shot phrase. A
 chip is positive when more than half of it lies in planted tiles of that class. Prints chip-level average
-precision per class and scene (ranked as `detect` ranks them, by probability; and after ``--nms``), the mean, and the same model's AP on the
-bare val tiles (the ceiling: the same query vectors and background over the tiles' own vectors); then what a probability
-threshold of 0.5 means (precision and recall of p >= 0.5).
+precision per class and scene (chips ranked as `detect` ranks them, by probability; and after ``--nms``),
+the mean, and the same model's AP on the bare val tiles (the ceiling: the same query vectors and background
+prompts over the tiles' own vectors); then what a probability threshold of 0.5 means (precision and recall
+of p >= 0.5).
 
     python scripts/detect_eval.py --home DIR --model mv-...        # a model trained in DIR
     python scripts/detect_eval.py --train                          # fine-tune skyscout-tiny first (minutes)
