@@ -122,11 +122,12 @@ def _ceiling(ctx: AppContext, phrases: dict[str, str], model: str) -> dict[str, 
     encode = text_encoder_of(loaded, ctx.device)
     prompts = list(ctx.config.detect_background or DEFAULT_BACKGROUND)
     bvecs = np.stack([text_vector(encode, p) for p in prompts])
+    temperature = temperature_of(loaded.model)
     out = {}
     for c, p in phrases.items():
         qvec = text_vector(encode, p)
         used = background_for(p, prompts, qvec, bvecs)
-        scored = score_chips(vecs, qvec, bvecs[used], temperature=temperature_of(loaded.model))
+        scored = score_chips(vecs, qvec, bvecs[used], temperature=temperature)
         out[c] = average_precision(scored.logits, labels == c)
     return out
 
