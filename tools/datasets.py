@@ -37,6 +37,7 @@ class PairItem:
     uri: str
     captions: list[str]
     labels: list[str]
+    source: str | None = None
 
 
 def _rank(seed: int, image_id: str) -> str:
@@ -181,7 +182,7 @@ def split_items(
     out = []
     for img in catalog.iter_images(status=None, ids=ids):
         out.append(PairItem(image_id=img.id, uri=img.uri, captions=captions.get(img.id, []),
-                            labels=img.labels))
+                            labels=img.labels, source=img.source))
     return out
 
 

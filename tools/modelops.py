@@ -115,20 +115,36 @@ def train_config(arch: str | None, overrides: Mapping[str, Any] | None = None, n
     return TrainConfig(**{**values, **extra}, augment=AugmentConfig(**augment))
 
 
-def training_items(catalog: Catalog, dataset_id: str, *, caption_sources: Sequence[str] | None = None
-                   ) -> list[TrainItem]:
+def training_items(catalog: Catalog, dataset_id: str, *, caption_sources: Sequence[str] | None = None,
+                   source_repeats: Mapping[str, int] | None = None) -> list[TrainItem]:
     """The train split's (image, captions) pairs; images without captions are left out.
 
     The dataset version's feedback (:mod:`tools.judgments`) adds one item per relevant mark (the image with the
     mark's text as its only caption) and batches each not relevant image with one of those items of the same
     text (``TrainItem.batch_with``): the text's positive and its hard negative meet in one contrastive batch.
+    ``source_repeats`` (``TrainConfig.source_repeats``) adds copies of a source's images (:func:`repeat_sources`).
     """
     split = [it for it in split_items(catalog, dataset_id, "train", caption_sources=caption_sources) if it.captions]
     items = [TrainItem(image_path=it.uri, captions=it.captions) for it in split]
-    if caption_sources and "feedback" not in caption_sources:
-        return items
-    return with_feedback(items, [it.image_id for it in split], _dataset_feedback(catalog, dataset_id),
-                         {it.image_id: it.uri for it in split})
+    if not caption_sources or "feedback" in caption_sources:
+        items = with_feedback(items, [it.image_id for it in split], _dataset_feedback(catalog, dataset_id),
+                              {it.image_id: it.uri for it in split})
+    return repeat_sources(items, [it.source for it in split], source_repeats or {})
+
+
+def repeat_sources(items: list[TrainItem], sources: Sequence[str | None], repeats: Mapping[str, int]
+                   ) -> list[TrainItem]:
+    """``items`` plus ``repeats[source] - 1`` more copies of each of the first ``len(sources)`` items whose
+    source is given (the copies are shuffled into every epoch like the rest; each draws its own caption and
+    augmentation). A name that is none of ``sources`` is an error, not silently a no-op."""
+    unknown = sorted(set(repeats) - set(sources))
+    if unknown:
+        known = sorted({s for s in sources if s})
+        raise ValueError(f"source repeats name {unknown}, which has no captioned training image in this dataset; "
+                         f"its sources: {known}")
+    extra = [dataclasses.replace(items[i], batch_with=None)
+             for i, source in enumerate(sources) for _ in range(repeats.get(source or "", 1) - 1)]
+    return items + extra
 
 
 def _dataset_feedback(catalog: Catalog, dataset_id: str) -> TrainingFeedback:
@@ -190,7 +206,9 @@ def prepare_training(
     ds = resolve_dataset(catalog, dataset)
     ref = resolve_model(catalog, model)
     loaded = load_model(ref.load_spec, cache_dir=cache_dir, device=device)  # a fresh copy: training changes it
-    items = training_items(catalog, ds["id"], caption_sources=caption_sources)
+    repeats = (config.source_repeats if isinstance(config, TrainConfig)
+               else dict((config or {}).get("source_repeats") or {}))
+    items = training_items(catalog, ds["id"], caption_sources=caption_sources, source_repeats=repeats)
     if not isinstance(config, TrainConfig):
         config = train_config(loaded.arch, config, n_items=len(items), continued=ref.version_id is not None)
     if len(items) < config.effective_batch_size:

@@ -40,7 +40,7 @@ EXCLUDED: frozenset[str] = frozenset({
 })
 
 #: Config fields whose option is not ``--field-name`` (the parsed value still goes to ``args.<field>``).
-RENAMES: Mapping[str, str] = {"warmup_fraction": "--warmup"}
+RENAMES: Mapping[str, str] = {"warmup_fraction": "--warmup", "source_repeats": "--source-repeat"}
 
 #: Options with a default on the command line (as ``skyscout train`` has always had): these are always passed.
 CLI_DEFAULTS: Mapping[str, Any] = {"checkpoint_every": 200, "num_workers": 2, "seed": 0}
@@ -96,7 +96,9 @@ def train_overrides(args: argparse.Namespace) -> dict[str, Any]:
     overrides: dict[str, Any] = {}
     for name in option_fields():
         value = getattr(args, name, None)
-        if value is not None:
+        if isinstance(value, list):  # NAME=N pairs of an appended option
+            overrides[name] = dict(value)
+        elif value is not None:
             overrides[name] = None if value == _NONE and _has_none_choice(name) else value
     augment: dict[str, Any] = {}
     for name in AUGMENT_OPTIONS:
@@ -118,8 +120,18 @@ def _kind(name: str, annotation: Any) -> dict[str, Any]:
         return {"action": argparse.BooleanOptionalAction}
     if base in (int, float, str):
         return {"type": base}
+    if get_origin(base) is dict and get_args(base) == (str, int):
+        return {"action": "append", "type": _name_count, "metavar": "NAME=N"}
     raise TypeError(f"config field {name!r} has type {annotation!r}, which has no command-line form; "
                     "give it a case here or list it in EXCLUDED")
+
+
+def _name_count(text: str) -> tuple[str, int]:
+    """``NAME=N`` (e.g. ``ucm_captions=7``) as ``(name, n)``."""
+    name, sep, count = text.rpartition("=")
+    if not sep or not name or not count.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"expected NAME=N with a whole number N, got {text!r}")
+    return name.strip(), int(count)
 
 
 def _has_none_choice(name: str) -> bool:

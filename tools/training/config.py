@@ -102,6 +102,11 @@ class TrainConfig(BaseModel):
         "per cluster where the data allows, so a contrastive batch holds few alike captions (false "
         "negatives); random: a plain shuffle",
     )
+    source_repeats: dict[str, int] = Field(
+        default_factory=dict,
+        description="visits per epoch of each image of a source, as SOURCE=N (repeatable; other sources 1), so "
+        "that a small source keeps its share beside a large one",
+    )
     seed: int = Field(default=0, description="seed of the data order, caption choice and augmentation")
     max_steps: int | None = Field(default=None, ge=1, description="stop after this many optimizer steps")
     checkpoint_every: int | None = Field(
@@ -123,6 +128,9 @@ class TrainConfig(BaseModel):
     def _check(self) -> TrainConfig:
         if self.min_lr > self.lr:
             raise ValueError(f"min_lr ({self.min_lr}) must not exceed lr ({self.lr})")
+        bad = {k: v for k, v in self.source_repeats.items() if v < 1}
+        if bad:
+            raise ValueError(f"source repeats must be at least 1, got {bad}")
         return self
 
     @property
