@@ -2,9 +2,10 @@
 
 One function serves ``skyscout detect``, ``POST /v1/detect`` and the Query agent's ``detect`` tool. It scores
 *every* chip in scope (a scene, an area of interest, or all scenes) against the query with the model that
-built the active index, using the chip vectors already in that index: nothing is embedded again. Each chip
-gets its cosine ``score`` and a ``probability`` (:mod:`tools.detect.probability`: the query against
-background land-cover prompts at the model's temperature).
+built the active index, using the chip vectors already in that index: nothing is embedded again, except the
+chips' quadrants when the part check is asked for (:mod:`tools.detect.parts`). Each chip gets its cosine
+``score`` and a ``probability`` (:mod:`tools.detect.probability`: the query against background land-cover
+prompts at the model's temperature).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from tools.search import Query, query_vector, text_vector
 from tools.templates import REMOTE_SENSING_TEMPLATES
 
 _GET_CHUNK = 1000
+MAX_PART_CHIPS = 20_000  # the part check embeds 4 quadrants per chip: about a minute per 2,000 chips on 2 cores
 
 
 @dataclass
@@ -49,6 +51,7 @@ class DetectRequest:
     background: list[str] | None = None
     georeferenced: bool = False  # the caller needs coordinates (GeoJSON, a raster): refuse scenes without a CRS
     concept: str | None = None  # a concept (name or id): its ranking scores the chips (app.concepts)
+    parts: bool = False  # temper each chip by its weakest quadrant (tools.detect.parts; embeds 4 per chip)
 
 
 @dataclass
@@ -170,6 +173,10 @@ def detect(ctx: AppContext, req: DetectRequest, *, store: str | None = None) -> 
     scored = score_chips(vectors, qvec, bvecs[used], temperature=temperature)
     if req.concept and concept_scored is not None:
         scored = concept_scored
+    elif req.parts:
+        scored = _part_checked(active.model, loaded, indexed, scored, qvec, bvecs[used], temperature)
+        about = (f"the query against {len(used)} background prompts at temperature {temperature:.3g}, the chip's "
+                 "log-odds averaged with its weakest quadrant's (part check)")
     chips = _detections(indexed, scored)
     peaks = local_maxima(scored.logits, [r["scene_id"] for r in indexed],
                          np.array([r["window"] for r in indexed])) if req.nms else None
@@ -205,6 +212,49 @@ def _concept_scores(ctx: AppContext, ref: str, active: Any, vectors: np.ndarray
 _PROMPTS: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
 _PROMPTS_LOCK = threading.Lock()
 _MAX_PROMPTS = 8192
+
+
+def _part_checked(model_key: str, loaded: Any, rows: list[dict[str, Any]], scored: Scored, qvec: np.ndarray,
+                  bvecs: np.ndarray, temperature: float) -> Scored:
+    """``scored`` with each chip's log-odds averaged with its weakest quadrant's (:mod:`tools.detect.parts`)."""
+    from tools.detect.parts import combine, part_logits
+    from tools.detect.probability import sigmoid
+
+    if len(rows) > MAX_PART_CHIPS:
+        raise ValueError(f"the part check embeds the four quadrants of every chip in scope, and {len(rows)} chips "
+                         f"are more than {MAX_PART_CHIPS}; narrow the scope (--scene, --bbox) or leave out --parts")
+    parts = _part_vectors(model_key, loaded, rows)
+    logits = combine(scored.logits, part_logits(parts, qvec, bvecs, temperature=temperature))
+    return Scored(scored.scores, logits, sigmoid(logits))
+
+
+_PARTS: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()  # (model, chip id) -> its quadrants' vectors
+_PARTS_LOCK = threading.Lock()
+
+
+def _part_vectors(model_key: str, loaded: Any, rows: list[dict[str, Any]]) -> np.ndarray:
+    """``(len(rows), 4, dim)`` quadrant vectors of the chips, embedded once per model and process (they do not
+    depend on the query, so the next query on the same scene reuses them)."""
+    from tools.detect.parts import embed_parts
+    from tools.embedding import input_size
+    from tools.imageio import load_rgb
+    from tools.models.encode import encode_images
+
+    size = input_size(loaded.model)
+    with _PARTS_LOCK:
+        got = {r["id"]: _PARTS[(model_key, r["id"])] for r in rows if (model_key, r["id"]) in _PARTS}
+        for key in got:
+            _PARTS.move_to_end((model_key, key))
+    missing = [r for r in rows if r["id"] not in got]
+    if missing:
+        vectors = embed_parts([r["uri"] for r in missing],
+                              lambda uris: encode_images(loaded, [load_rgb(u, min_size=size) for u in uris]))
+        with _PARTS_LOCK:
+            for r, v in zip(missing, vectors, strict=True):
+                got[r["id"]] = _PARTS[(model_key, r["id"])] = v
+            while len(_PARTS) > MAX_PART_CHIPS:
+                _PARTS.popitem(last=False)
+    return np.stack([got[r["id"]] for r in rows])
 
 
 def _cached_encoder(model_key: str, encode: Callable[[list[str]], np.ndarray], *, warm: list[str]

@@ -6,9 +6,10 @@ GeoTIFF (B,G,R,NIR, read as 3,2,1) with a 128 px nodata border, and a stripped 8
 chips them (each overlap asked for), indexes them with the model, and for each of the 16 classes runs the
 real detection use case (``app.detect.detect``, every chip scored) with the class's zero-shot phrase. A
 chip is positive when more than half of it lies in planted tiles of that class. Prints chip-level average
-precision per class and scene (chips ranked as `detect` ranks them, by probability; and after ``--nms``),
-the mean, and the same model's AP on the bare val tiles (the ceiling: the same query vectors and background
-prompts over the tiles' own vectors); then what a probability threshold of 0.5 means (precision and recall
+precision per class and scene (chips ranked as `detect` ranks them, by probability; after ``--nms``; and with
+the part check, ``--parts``), the mean, and the same model's AP on the bare val tiles (the ceiling: the same
+query vectors and background prompts over the tiles' own vectors, and with the part check over the tiles'
+quadrants); then what a probability threshold of 0.5 means (precision and recall
 of p >= 0.5).
 
     python scripts/detect_eval.py --home DIR --model mv-...        # a model trained in DIR
@@ -101,11 +102,13 @@ def _phrases(ctx: AppContext) -> dict[str, str]:
     return {c: humanize_label(c, None) for c in labels}
 
 
-def _ceiling(ctx: AppContext, phrases: dict[str, str], model: str) -> dict[str, float]:
+def _ceiling(ctx: AppContext, phrases: dict[str, str], model: str) -> tuple[dict[str, float], dict[str, float]]:
     """AP of each class phrase over the bare val tiles' vectors (from the same index), ranked as `detect` ranks
-    chips: by the probability against the same background prompts."""
+    chips: by the probability against the same background prompts; and as `detect --parts` ranks them (each
+    tile's log-odds averaged with its weakest quadrant's)."""
     from app.indexing import open_active_index
     from app.models import text_encoder_of
+    from tools.detect.parts import combine, part_logits
     from tools.detect.probability import DEFAULT_BACKGROUND, background_for, temperature_of
     from tools.detect.scoring import score_chips
     from tools.search import text_vector
@@ -123,13 +126,32 @@ def _ceiling(ctx: AppContext, phrases: dict[str, str], model: str) -> dict[str, 
     prompts = list(ctx.config.detect_background or DEFAULT_BACKGROUND)
     bvecs = np.stack([text_vector(encode, p) for p in prompts])
     temperature = temperature_of(loaded.model)
-    out = {}
+    uris = {r.id: r.uri for r in ctx.catalog.iter_images() if r.id in found}
+    parts = _tile_parts(loaded, [uris[k] for k in keys])
+    out, out_parts = {}, {}
     for c, p in phrases.items():
         qvec = text_vector(encode, p)
         used = background_for(p, prompts, qvec, bvecs)
         scored = score_chips(vecs, qvec, bvecs[used], temperature=temperature)
         out[c] = average_precision(scored.logits, labels == c)
-    return out
+        checked = combine(scored.logits, part_logits(parts, qvec, bvecs[used], temperature=temperature))
+        out_parts[c] = average_precision(checked, labels == c)
+    return out, out_parts
+
+
+def _tile_parts(loaded: object, paths: list[str]) -> np.ndarray:
+    """``(n, 4, dim)`` vectors of the four quadrants of each tile file (as ``detect --parts`` embeds a chip's)."""
+    from tools.detect.parts import QUADRANTS
+    from tools.imageio import load_rgb
+    from tools.models.encode import encode_images
+
+    crops = []
+    for path in paths:
+        im = load_rgb(path)
+        w, h = im.size
+        crops += [im.crop((int(fx * w), int(fy * h), int(fx * w) + w // 2, int(fy * h) + h // 2))
+                  for fx, fy in QUADRANTS]
+    return encode_images(loaded, crops).reshape(len(paths), len(QUADRANTS), -1)  # type: ignore[arg-type]
 
 
 def _grid(mosaic: Mosaic, chip: int, overlap: float) -> set[tuple[int, int]]:
@@ -141,11 +163,14 @@ def _grid(mosaic: Mosaic, chip: int, overlap: float) -> set[tuple[int, int]]:
 
 def _scene_eval(ctx: AppContext, mosaic: Mosaic, scene_id: str, phrases: dict[str, str], grid: set[tuple[int, int]]
                 ) -> dict[str, object]:
-    """AP per class over the chips of one grid: by score, and after non-maximum suppression (``--nms``)."""
+    """AP per class over the chips of one grid: by probability, after non-maximum suppression (``--nms``), and
+    with the part check (``--parts``)."""
     from app.detect import DetectRequest, detect
 
-    ap, ap_nms, probs, truth = {}, {}, [], []
+    ap, ap_nms, ap_parts, probs, truth, probs_parts = {}, {}, {}, [], [], []
     for cls, phrase in phrases.items():
+        checked = detect(ctx, DetectRequest(text=phrase, scene=scene_id, threshold=0.0, parts=True))
+        by_id = {d.chip_id: d for d in checked.all_chips}
         result = detect(ctx, DetectRequest(text=phrase, scene=scene_id, threshold=0.0, nms=True))
         kept = {d.chip_id for d in result.detections}
         chips = [d for d in result.all_chips if tuple(d.window[:2]) in grid]
@@ -159,9 +184,12 @@ def _scene_eval(ctx: AppContext, mosaic: Mosaic, scene_id: str, phrases: dict[st
         else:
             peaks = np.array([d.chip_id in kept for d in chips])
         ap_nms[cls] = average_precision(np.where(peaks, scores, -np.inf), positive)
+        ap_parts[cls] = average_precision(np.array([by_id[d.chip_id].logit for d in chips]), positive)
         probs.append(np.array([d.probability for d in chips]))
+        probs_parts.append(np.array([by_id[d.chip_id].probability for d in chips]))
         truth.append(positive)
-    return {"ap": ap, "ap_nms": ap_nms, "probs": probs, "truth": truth, "chips": len(chips)}
+    return {"ap": ap, "ap_nms": ap_nms, "ap_parts": ap_parts, "probs": probs, "probs_parts": probs_parts,
+            "truth": truth, "chips": len(chips)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -198,14 +226,16 @@ def main(argv: list[str] | None = None) -> int:
     report = build_index(ctx, model=model)
     print(f"indexed {report.embedded} new images/chips in {time.time() - started:.0f} s ({report.index})", flush=True)
     phrases = _phrases(ctx)
-    ceiling = _ceiling(ctx, phrases, model)
+    ceiling, ceiling_parts = _ceiling(ctx, phrases, model)
     results = {(kind, ov): _scene_eval(ctx, mosaic, sid, phrases, _grid(mosaic, args.chip_size, ov))
                for ov in args.overlaps for kind, (mosaic, sid) in scenes.items()}
     for ov in args.overlaps:
-        _print(phrases, ceiling, {k: v for (k, o), v in results.items() if o == ov}, model, args.chip_size, ov)
+        _print(phrases, (ceiling, ceiling_parts), {k: v for (k, o), v in results.items() if o == ov}, model,
+               args.chip_size, ov)
     if args.json:
-        args.json.write_text(json.dumps({"model": model, "ceiling": ceiling, "ap": {
-            f"{k}@{o}": {"ap": v["ap"], "ap_nms": v["ap_nms"]} for (k, o), v in results.items()}}, indent=2))
+        args.json.write_text(json.dumps({"model": model, "ceiling": ceiling, "ceiling_parts": ceiling_parts, "ap": {
+            f"{k}@{o}": {m: v[m] for m in ("ap", "ap_nms", "ap_parts")} for (k, o), v in results.items()}},
+            indent=2))
     return 0
 
 
@@ -214,27 +244,31 @@ def _mean(values: dict[str, float]) -> float:
     return float(np.mean(finite)) if finite else float("nan")
 
 
-def _print(phrases: dict[str, str], ceiling: dict[str, float], results: dict[str, dict], model: str, chip: int,
-           overlap: float) -> None:
+def _print(phrases: dict[str, str], ceilings: tuple[dict[str, float], dict[str, float]], results: dict[str, dict],
+           model: str, chip: int, overlap: float) -> None:
     kinds = list(results)
     print(f"\nmodel {model}; chips {chip} px, overlap {overlap}; chip-level AP of each class phrase (a chip is "
-          "positive when > 50% of it lies in planted tiles of the class); +nms: after `detect --nms`")
-    head = "".join(f"{k:>10}{k + '+nms':>14}" for k in kinds)
-    print(f"{'class':<20}{head}{'val tiles':>11}")
+          "positive when > 50% of it lies in planted tiles of the class); +nms: after `detect --nms`; +parts: "
+          "ranked as `detect --parts` ranks (the ceiling likewise)")
+    cols = [(k, m) for k in kinds for m in ("ap", "ap_nms", "ap_parts")]
+    names = {"ap": "", "ap_nms": "+nms", "ap_parts": "+parts"}
+    head = "".join(f"{k + names[m]:>15}" for k, m in cols)
+    print(f"{'class':<20}{head}{'val tiles':>11}{'tiles+parts':>13}")
     for c in phrases:
-        row = "".join(f"{results[k]['ap'][c]:>10.3f}{results[k]['ap_nms'][c]:>14.3f}" for k in kinds)
-        print(f"{c:<20}{row}{ceiling[c]:>11.3f}")
-    row = "".join(f"{_mean(results[k]['ap']):>10.3f}{_mean(results[k]['ap_nms']):>14.3f}" for k in kinds)
-    print(f"{'mean':<20}{row}{_mean(ceiling):>11.3f}")
+        row = "".join(f"{results[k][m][c]:>15.3f}" for k, m in cols)
+        print(f"{c:<20}{row}{ceilings[0][c]:>11.3f}{ceilings[1][c]:>13.3f}")
+    row = "".join(f"{_mean(results[k][m]):>15.3f}" for k, m in cols)
+    print(f"{'mean':<20}{row}{_mean(ceilings[0]):>11.3f}{_mean(ceilings[1]):>13.3f}")
     print(f"what p >= 0.5 means at overlap {overlap} (every class's query over every chip):")
     for k in kinds:
-        p = np.concatenate(results[k]["probs"])
-        t = np.concatenate(results[k]["truth"])
-        kept = p >= 0.5
-        prec = float(t[kept].mean()) if kept.any() else float("nan")
-        rec = float(kept[t].mean()) if t.any() else float("nan")
-        print(f"  {k}: {int(kept.sum())} of {len(p)} (chip, query) pairs have p >= 0.5; precision {prec:.3f}, "
-              f"recall {rec:.3f} of {int(t.sum())} positives")
+        for probs, how in (("probs", ""), ("probs_parts", " with --parts")):
+            p = np.concatenate(results[k][probs])
+            t = np.concatenate(results[k]["truth"])
+            kept = p >= 0.5
+            prec = float(t[kept].mean()) if kept.any() else float("nan")
+            rec = float(kept[t].mean()) if t.any() else float("nan")
+            print(f"  {k}{how}: {int(kept.sum())} of {len(p)} (chip, query) pairs have p >= 0.5; precision "
+                  f"{prec:.3f}, recall {rec:.3f} of {int(t.sum())} positives")
 
 
 if __name__ == "__main__":

@@ -268,7 +268,7 @@ def build_index(
         if reader is None and make_reader is not None:
             reader = make_reader(report.failed)
         reader = reader or dataloader_reader(transform, batch_size=batch_size, num_workers=num_workers,
-                                             failed=report.failed, min_size=_input_size(model),
+                                             failed=report.failed, min_size=input_size(model),
                                              pin_memory=str(device).startswith("cuda"))
         embedder = embedder or model_embedder(model, device=device)
         writer = store_writer(store, {r.id: image_metadata(r) for r in todo})
@@ -309,7 +309,7 @@ def ensure_ann_index(catalog: Catalog, store: VectorStore) -> dict[str, Any] | N
     return doc
 
 
-def _input_size(model: Any) -> int | None:
+def input_size(model: Any) -> int | None:
     """The square input size of an open_clip image tower, when it says."""
     size = getattr(getattr(model, "visual", None), "image_size", None)
     if isinstance(size, tuple | list):

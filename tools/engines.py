@@ -39,10 +39,10 @@ def index_stages(*, engine: str, model: Any, transform: Any, dim: int, device: s
     """``(make_reader, embedder)`` for :func:`tools.embedding.build_index`; ``(None, None)`` is the default."""
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
-    from tools.embedding import _input_size
+    from tools.embedding import input_size
 
     on_device = wants_device(preprocess, device, transform)
-    min_size = _input_size(model)  # JPEGs decode at a reduced scale down to the model's input size, as locally
+    min_size = input_size(model)  # JPEGs decode at a reduced scale down to the model's input size, as locally
     if engine == "ray":
         from tools.distributed.ray_index import passthrough, ray_reader
 

@@ -33,6 +33,7 @@ class DetectBody(BaseModel):
     threshold: float | None = Field(None, ge=0, le=1, description="minimum probability (default 0.5)")
     merge: bool = Field(False, description="dissolve touching chips into polygons with area_m2")
     nms: bool = Field(False, description="keep only chips no better-scoring overlapping chip outranks")
+    parts: bool = Field(False, description="temper each chip by its weakest quadrant (embeds 4 per chip)")
     background: list[Annotated[str, Field(min_length=1, max_length=100)]] | None = Field(None, max_length=50)
     concept: str | None = Field(None, min_length=1, max_length=100, description="score with this concept (id or "
                                 "name): at its classifier stage the probabilities are the classifier's")
@@ -44,8 +45,8 @@ def detect_route(body: DetectBody, app: App) -> JSONResponse:
     """Chips (or merged regions) scoring for ``text``, as GeoJSON in EPSG:4326."""
     result = detect(app, DetectRequest(
         text=body.text, negative=body.negative, scene=body.scene_id, bbox=body.bbox, aoi=body.aoi,
-        top_k=body.top_k, threshold=body.threshold, merge=body.merge, nms=body.nms, background=body.background,
-        georeferenced=True, concept=body.concept))
+        top_k=body.top_k, threshold=body.threshold, merge=body.merge, nms=body.nms, parts=body.parts,
+        background=body.background, georeferenced=True, concept=body.concept))
     doc = result.geojson()
     doc["warnings"] = result.warnings
     return JSONResponse(doc, media_type=GEOJSON)

@@ -87,6 +87,9 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
                                                         "(max/mean score, area_m2)")
     d.add_argument("--nms", action="store_true", help="keep only chips that no better-scoring overlapping chip "
                                                       "outranks (one chip per finding)")
+    d.add_argument("--parts", action="store_true", help="temper each chip by its weakest quadrant (embeds 4 "
+                                                        "quadrants per chip: slower; fewer chips that only touch "
+                                                        "the thing or straddle a seam)")
     d.add_argument("--background", help="comma-separated background prompts the probability weighs the query "
                                         "against (default: SKYSCOUT_DETECT_BACKGROUND or the built-in set)")
     d.add_argument("--out", help="write the FeatureCollection (RFC 7946, EPSG:4326) to this .geojson file")
@@ -105,7 +108,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     req = DetectRequest(
         text=" ".join(args.text), negative=args.negative, scene=args.scene, bbox=args.bbox, concept=args.concept,
         aoi=load_aoi(args.aoi).to_dict()["geometry"] if args.aoi else None, top_k=args.top_k,
-        threshold=args.threshold, merge=args.merge, nms=args.nms,
+        threshold=args.threshold, merge=args.merge, nms=args.nms, parts=args.parts,
         background=[b.strip() for b in args.background.split(",") if b.strip()] if args.background else None,
         georeferenced=bool(args.out or args.raster))
     result = detect(app, req)

@@ -86,6 +86,48 @@ def test_merged_regions_have_the_planted_area(world: dict) -> None:
     assert overlapping.merged[0]["properties"]["area_m2"] == pytest.approx(16 * TILE_M2, rel=2e-3)
 
 
+def test_the_part_check_tempers_each_chip_by_its_weakest_quadrant(world: dict,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """`detect --parts`: a chip's log-odds becomes the mean of its own and its weakest quadrant's (each quadrant read
+    from the scene and embedded); the output says what its probabilities are; a second query embeds nothing
+    again; a scope with too many chips is refused with what to do."""
+    from app import detect as detect_mod
+    from app.models import text_encoder_of
+    from tools.detect.parts import quadrant_uris
+    from tools.detect.probability import sigmoid, softmax_logit
+    from tools.embedding import input_size
+    from tools.imageio import load_rgb
+    from tools.models.encode import encode_images
+    from tools.search import text_vector
+
+    ctx, scene = world["ctx"], world["ids"]["stripped.tif"]
+    plain = _detect(world, text="harbor", scene=scene, threshold=0.0)
+    checked = _detect(world, text="harbor", scene=scene, threshold=0.0, parts=True)
+    assert checked.candidates == plain.candidates == 49
+    assert "weakest quadrant" in checked.geojson()["probability"]
+    own = {d.chip_id: d.logit for d in plain.all_chips}
+    _, loaded = ctx.load_model(checked.model)
+    encode = text_encoder_of(loaded, ctx.device)
+    query = text_vector(encode, "harbor")
+    background = np.stack([text_vector(encode, p) for p in checked.background])
+    for d in checked.all_chips[::12]:
+        quads = encode_images(loaded, [load_rgb(u, min_size=input_size(loaded.model)) for u in quadrant_uris(d.uri)])
+        weakest = softmax_logit(quads @ query, quads @ background.T, checked.temperature).min()
+        assert d.logit == pytest.approx((own[d.chip_id] + weakest) / 2, abs=2e-3)
+        assert d.probability == pytest.approx(float(sigmoid(np.array(d.logit))), abs=1e-9)
+    assert [d.logit for d in checked.detections] == sorted((d.logit for d in checked.detections), reverse=True)
+
+    def no_embedding(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the quadrants were embedded again")
+
+    monkeypatch.setattr("tools.detect.parts.embed_parts", no_embedding)
+    again = _detect(world, text="beach", scene=scene, threshold=0.0, parts=True)
+    assert again.candidates == 49
+    monkeypatch.setattr(detect_mod, "MAX_PART_CHIPS", 10)
+    with pytest.raises(ValueError, match="narrow the scope"):
+        _detect(world, text="beach", scene=scene, parts=True)
+
+
 def test_areas_of_interest_limit_detection_and_search(world: dict) -> None:
     from app.search import search
     from tools.search import Query
