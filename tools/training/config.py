@@ -102,6 +102,10 @@ class TrainConfig(BaseModel):
         "per cluster where the data allows, so a contrastive batch holds few alike captions (false "
         "negatives); random: a plain shuffle",
     )
+    caption_groups: int | None = Field(
+        default=None, ge=2, description="clusters of spread_captions (default: the batch size); more than the "
+        "batch when the data has more kinds of caption than a batch has images (a mixed catalog)",
+    )
     source_repeats: dict[str, int] = Field(
         default_factory=dict,
         description="visits per epoch of each image of a source, as SOURCE=N (repeatable; other sources 1), so "

@@ -215,7 +215,7 @@ def prepare_captions(run: Run, saved_groups: np.ndarray | None) -> None:
         run.model.train()
         freeze_tower(run.model, run.config.freeze)
     assert rows is not None
-    k = min(run.config.effective_batch_size, len(run.items))
+    k = min(run.config.caption_groups or run.config.effective_batch_size, len(run.items))
     run.groups = caption_clusters(run.items, rows, bank, k=k, seed=run.config.seed)
 
 

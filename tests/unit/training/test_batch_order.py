@@ -91,3 +91,15 @@ def test_deterministic_per_seed_and_epoch() -> None:
     order = np.random.default_rng(3).permutation(24)
     assert np.array_equal(spread_order(order, groups, 5, 2), spread_order(order, groups, 5, 2))
     assert not np.array_equal(spread_order(order, groups, 5, 2), spread_order(order, groups, 5, 3))
+
+
+def test_more_groups_than_a_batch_rotate_and_never_meet_twice_in_one() -> None:
+    """`--caption-groups 32` with batches of 16 (a mixed catalog with more kinds of caption than a batch holds):
+    every batch still holds 16 different groups, and every group gets its turn in each epoch."""
+    groups = np.repeat(np.arange(32), 10)
+    order = np.random.default_rng(3).permutation(len(groups))
+    out = spread_order(order, groups, seed=1, epoch=0, batch=16)
+    assert sorted(out.tolist()) == list(range(len(groups)))
+    batches = [groups[out[s:s + 16]] for s in range(0, len(out), 16)]
+    assert all(len(set(b.tolist())) == 16 for b in batches)
+    assert set(np.concatenate(batches[:2]).tolist()) == set(range(32))  # the first two batches cover all groups
