@@ -176,7 +176,7 @@ def detect(ctx: AppContext, req: DetectRequest, *, store: str | None = None) -> 
     elif req.parts:
         scored = _part_checked(active.model, loaded, indexed, scored, qvec, bvecs[used], temperature)
         about = (f"the query against {len(used)} background prompts at temperature {temperature:.3g}, the chip's "
-                 "log-odds averaged with its weakest quadrant's (part check)")
+                 "log-odds averaged with half weight on its weakest quadrant's (part check)")
     chips = _detections(indexed, scored)
     peaks = local_maxima(scored.logits, [r["scene_id"] for r in indexed],
                          np.array([r["window"] for r in indexed])) if req.nms else None
@@ -216,7 +216,7 @@ _MAX_PROMPTS = 8192
 
 def _part_checked(model_key: str, loaded: Any, rows: list[dict[str, Any]], scored: Scored, qvec: np.ndarray,
                   bvecs: np.ndarray, temperature: float) -> Scored:
-    """``scored`` with each chip's log-odds averaged with its weakest quadrant's (:mod:`tools.detect.parts`)."""
+    """``scored`` with each chip's log-odds tempered by its weakest quadrant's (:mod:`tools.detect.parts`)."""
     from tools.detect.parts import combine, part_logits
     from tools.detect.probability import sigmoid
 

@@ -105,7 +105,7 @@ def _phrases(ctx: AppContext) -> dict[str, str]:
 def _ceiling(ctx: AppContext, phrases: dict[str, str], model: str) -> tuple[dict[str, float], dict[str, float]]:
     """AP of each class phrase over the bare val tiles' vectors (from the same index), ranked as `detect` ranks
     chips: by the probability against the same background prompts; and as `detect --parts` ranks them (each
-    tile's log-odds averaged with its weakest quadrant's)."""
+    tile's log-odds tempered by its weakest quadrant's)."""
     from app.indexing import open_active_index
     from app.models import text_encoder_of
     from tools.detect.parts import combine, part_logits

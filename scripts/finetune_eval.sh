@@ -6,6 +6,7 @@
 #   scripts/finetune_eval.sh eurosat [TRAIN OPTIONS]        # labels only: template captions first
 #
 # TRAIN OPTIONS go to `skyscout train` (e.g. --epochs 3); without them it uses skyscout-tiny's recipe.
+# With TRANSDUCTIVE=FILE it also runs scripts/transductive_eval.py on the model and writes its figures to FILE.
 #
 # DATA (default ../shared/data) holds <name>/train.jsonl and <name>/val.jsonl. Prints a summary line.
 set -euo pipefail
@@ -30,3 +31,6 @@ mv=$(echo "$train" | field 'd["model_version"]')
 after=$(sky eval --model "$mv" --dataset "$ds" --split val --json | field 'd["zeroshot"]["top1"]')
 config=$(echo "$train" | field '", ".join(f"{k} {v}" for k, v in d["config"].items() if k in ("epochs", "batch_size", "lr", "freeze", "batch_order"))' 2>/dev/null || echo "")
 echo "$name: zero-shot top-1 on val: before $before, after $after (model $mv; ${config}; skyscout train took ${seconds} s; home $SKYSCOUT_HOME)"
+if [ -n "${TRANSDUCTIVE:-}" ]; then
+  .venv/bin/python scripts/transductive_eval.py --model "$mv" --dataset "$ds" --json "$TRANSDUCTIVE"
+fi

@@ -7,7 +7,8 @@
 # EUROSAT_PER_CLASS (default 250) EuroSAT train images per class go in beside UC Merced's 1,282, so that
 # neither source drowns the other (10,000 EuroSAT images would be 89% of every epoch). TRAIN OPTIONS go
 # to `skyscout train` (default here: --epochs 16, about as many samples as the recipe's UC Merced run).
-# DATA (default ../shared/data) holds ucm_captions/ and eurosat/. Prints one summary line.
+# DATA (default ../shared/data) holds ucm_captions/ and eurosat/. Prints one summary line. With TRANSDUCTIVE=PREFIX
+# it also runs scripts/transductive_eval.py on each val split and writes PREFIX<source>.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 per_class=${1:-250}
@@ -47,5 +48,8 @@ for source in ucm_captions eurosat; do
   ds_src=$(sky dataset create --source "$source" --val 0 --test 0 --json | field 'd["id"]')
   top1=$(sky eval --model "$mv" --dataset "$ds_src" --split val --json | field 'd["zeroshot"]["top1"]')
   echo "joint model $mv on $source val: zero-shot top-1 $top1"
+  if [ -n "${TRANSDUCTIVE:-}" ]; then
+    .venv/bin/python scripts/transductive_eval.py --model "$mv" --dataset "$ds_src" --json "$TRANSDUCTIVE$source.json"
+  fi
 done
 echo "joint: trained in ${seconds} s on dataset $ds (UC Merced train + $per_class EuroSAT train images per class); home $SKYSCOUT_HOME"

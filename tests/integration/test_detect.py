@@ -88,12 +88,12 @@ def test_merged_regions_have_the_planted_area(world: dict) -> None:
 
 def test_the_part_check_tempers_each_chip_by_its_weakest_quadrant(world: dict,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    """`detect --parts`: a chip's log-odds becomes the mean of its own and its weakest quadrant's (each quadrant read
+    """`detect --parts`: a chip's log-odds becomes a weighted mean of its own and its weakest quadrant's (each read
     from the scene and embedded); the output says what its probabilities are; a second query embeds nothing
     again; a scope with too many chips is refused with what to do."""
     from app import detect as detect_mod
     from app.models import text_encoder_of
-    from tools.detect.parts import quadrant_uris
+    from tools.detect.parts import WEAKEST_WEIGHT, quadrant_uris
     from tools.detect.probability import sigmoid, softmax_logit
     from tools.embedding import input_size
     from tools.imageio import load_rgb
@@ -113,7 +113,7 @@ def test_the_part_check_tempers_each_chip_by_its_weakest_quadrant(world: dict,
     for d in checked.all_chips[::12]:
         quads = encode_images(loaded, [load_rgb(u, min_size=input_size(loaded.model)) for u in quadrant_uris(d.uri)])
         weakest = softmax_logit(quads @ query, quads @ background.T, checked.temperature).min()
-        assert d.logit == pytest.approx((own[d.chip_id] + weakest) / 2, abs=2e-3)
+        assert d.logit == pytest.approx((own[d.chip_id] + WEAKEST_WEIGHT * weakest) / (1 + WEAKEST_WEIGHT), abs=2e-3)
         assert d.probability == pytest.approx(float(sigmoid(np.array(d.logit))), abs=1e-9)
     assert [d.logit for d in checked.detections] == sorted((d.logit for d in checked.detections), reverse=True)
 

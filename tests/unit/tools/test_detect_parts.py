@@ -35,7 +35,8 @@ def test_part_logits_are_the_chip_log_odds_of_each_quadrant() -> None:
 def test_a_chip_is_pulled_down_by_its_weakest_quadrant_only() -> None:
     own = np.array([4.0, 4.0, -1.0])
     parts = np.array([[4.0, 4.0, 4.0, 4.0], [4.0, 4.0, -6.0, -6.0], [-1.0, 3.0, 3.0, 3.0]])
-    assert combine(own, parts).tolist() == [4.0, -1.0, -1.0]
+    assert combine(own, parts, weight=1.0).tolist() == [4.0, -1.0, -1.0]
+    assert np.allclose(combine(own, parts, weight=0.5), [4.0, 2.0 / 3.0, -1.0])
     # a chip full of the thing now outranks one that only half holds it, even at the same own score
     assert np.argsort(-combine(own, parts))[0] == 0
 

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Every figure of the offline model in one command: skyscout-tiny fine-tuned on UC Merced and on EuroSAT
+# (one fresh SKYSCOUT_HOME per seed), the joint model on both, and the transductive option with and without on
+# each (same model), then one table with the mean and the spread over the seeds.
+#
+#   scripts/model_figures.sh [SEED ...]                 # default seeds 0 1 2 (about 1.5 hours on 2 cores)
+#   TRAIN="--max-steps 20" scripts/model_figures.sh 0   # a smoke run: the plumbing, not the figures
+#
+# TRAIN: extra `skyscout train` options for every run. JOINT: the joint run's options (default: 500 EuroSAT
+# images per class, UC Merced visited 4 times per epoch, 32 caption clusters). OUT: where the homes, logs and
+# figures go (default: a new temporary folder). Val is read once per figure; nothing here is tuned on it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seeds=("$@")
+[ ${#seeds[@]} -gt 0 ] || seeds=(0 1 2)
+out=${OUT:-$(mktemp -d)}
+mkdir -p "$out" && out=$(cd "$out" && pwd)
+read -r -a train <<< "${TRAIN:-}"
+read -r -a joint <<< "${JOINT:-500 --source-repeat ucm_captions=4 --caption-groups 32}"
+
+for name in ucm_captions eurosat; do
+  for seed in "${seeds[@]}"; do
+    echo "== $name, seed $seed" >&2
+    SKYSCOUT_HOME="$out/$name-$seed/home" TRANSDUCTIVE="$out/$name-$seed.json" \
+      scripts/finetune_eval.sh "$name" --seed "$seed" "${train[@]}" | tee "$out/$name-$seed.txt"
+  done
+done
+echo "== joint" >&2
+SKYSCOUT_HOME="$out/joint/home" TRANSDUCTIVE="$out/joint-" scripts/joint_eval.sh "${joint[@]}" "${train[@]}" \
+  | tee "$out/joint.txt"
+
+.venv/bin/python - "$out" "${seeds[@]}" <<'PY'
+import json, re, statistics, sys
+from pathlib import Path
+
+out, seeds = Path(sys.argv[1]), sys.argv[2:]
+
+
+def spread(values):
+    mean = statistics.fmean(values)
+    return f"{mean:.3f} ({min(values):.3f}-{max(values):.3f})" if len(values) > 1 else f"{mean:.3f}"
+
+
+print(f"\nzero-shot top-1 on val, mean (min-max) over seeds {', '.join(seeds)}; figures in {out}")
+print(f"{'model':<28}{'dataset':<14}{'plain':>22}{'transductive':>22}{'train s':>10}")
+for name in ("ucm_captions", "eurosat"):
+    plain, trans, secs = [], [], []
+    for seed in seeds:
+        line = (out / f"{name}-{seed}.txt").read_text()
+        plain.append(float(re.search(r"after ([0-9.]+)", line).group(1)))
+        secs.append(float(re.search(r"took ([0-9]+) s", line).group(1)))
+        trans.append(json.loads((out / f"{name}-{seed}.json").read_text())["val"]["defaults"])
+    print(f"{'per-dataset skyscout-tiny':<28}{name:<14}{spread(plain):>22}{spread(trans):>22}{spread(secs):>10}")
+text = (out / "joint.txt").read_text()
+for name in ("ucm_captions", "eurosat"):
+    plain = float(re.search(rf"on {name} val: zero-shot top-1 ([0-9.]+)", text).group(1))
+    trans = json.loads((out / f"joint-{name}.json").read_text())["val"]["defaults"]
+    print(f"{'joint skyscout-tiny':<28}{name:<14}{plain:>22.3f}{trans:>22.3f}")
+PY
