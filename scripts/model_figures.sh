@@ -36,13 +36,14 @@ from pathlib import Path
 out, seeds = Path(sys.argv[1]), sys.argv[2:]
 
 
-def spread(values):
+def spread(values, digits=3):
     mean = statistics.fmean(values)
-    return f"{mean:.3f} ({min(values):.3f}-{max(values):.3f})" if len(values) > 1 else f"{mean:.3f}"
+    return (f"{mean:.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})" if len(values) > 1
+            else f"{mean:.{digits}f}")
 
 
 print(f"\nzero-shot top-1 on val, mean (min-max) over seeds {', '.join(seeds)}; figures in {out}")
-print(f"{'model':<28}{'dataset':<14}{'plain':>22}{'transductive':>22}{'train s':>10}")
+print(f"{'model':<28}{'dataset':<14}{'plain':>22}{'transductive':>22}{'train s':>16}")
 for name in ("ucm_captions", "eurosat"):
     plain, trans, secs = [], [], []
     for seed in seeds:
@@ -50,7 +51,7 @@ for name in ("ucm_captions", "eurosat"):
         plain.append(float(re.search(r"after ([0-9.]+)", line).group(1)))
         secs.append(float(re.search(r"took ([0-9]+) s", line).group(1)))
         trans.append(json.loads((out / f"{name}-{seed}.json").read_text())["val"]["defaults"])
-    print(f"{'per-dataset skyscout-tiny':<28}{name:<14}{spread(plain):>22}{spread(trans):>22}{spread(secs):>10}")
+    print(f"{'per-dataset skyscout-tiny':<28}{name:<14}{spread(plain):>22}{spread(trans):>22}{spread(secs, 0):>16}")
 text = (out / "joint.txt").read_text()
 for name in ("ucm_captions", "eurosat"):
     plain = float(re.search(rf"on {name} val: zero-shot top-1 ([0-9.]+)", text).group(1))
