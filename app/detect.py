@@ -176,7 +176,7 @@ def detect(ctx: AppContext, req: DetectRequest, *, store: str | None = None) -> 
     elif req.parts:
         scored = _part_checked(active.model, loaded, indexed, scored, qvec, bvecs[used], temperature)
         about = (f"the query against {len(used)} background prompts at temperature {temperature:.3g}, the chip's "
-                 "log-odds averaged with half weight on its weakest quadrant's (part check)")
+                 "log-odds averaged 2 : 1 with its weakest quadrant's (part check)")
     chips = _detections(indexed, scored)
     peaks = local_maxima(scored.logits, [r["scene_id"] for r in indexed],
                          np.array([r["window"] for r in indexed])) if req.nms else None

@@ -7,8 +7,8 @@ the chip by a weighted mean of its own log-odds (weight 1) and its weakest quadr
 A chip full of the queried thing keeps its rank (all four quadrants agree); a chip that only touches it, or
 whose resemblance lives on a seam, drops.
 
-On the planted UC Merced mosaics (``scripts/detect_eval.py --parts``) it is what lifts chip-level AP from
-ranking by the chip alone towards the bare tiles' ceiling; the README has the figures.
+On the planted UC Merced mosaics (``scripts/detect_eval.py``, its ``+parts`` columns) it lifts chip-level AP
+from 0.43 to 0.52 against a bare-tile ceiling of 0.74; the README has the figures.
 """
 
 from __future__ import annotations
