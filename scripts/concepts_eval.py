@@ -32,12 +32,12 @@ import numpy as np  # noqa: E402
 from app.concepts import concept_ranking, create_concept, label_concept  # noqa: E402
 from app.context import AppContext  # noqa: E402
 from app.indexing import build_index  # noqa: E402
+from app.model_files import import_model  # noqa: E402
 from service.context import Services  # noqa: E402
 from service.settings import Settings  # noqa: E402
 from tools.captioning.text import humanize_label  # noqa: E402
 from tools.evaluation import judged_ranking_metrics  # noqa: E402
 from tools.ingest import ingest_manifest  # noqa: E402
-from tools.models import TINY_ARCH  # noqa: E402
 
 METHODS = ("text", "rocchio", "classifier")
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -50,12 +50,7 @@ def build_pool(ctx: AppContext, data: Path, ucm: str, model: Path, roots: list[P
         manifests.insert(0, data / "ucm_captions" / "train.jsonl")
     for manifest in manifests:
         ingest_manifest(ctx.catalog, manifest, allowed_roots=roots, progress=False)
-    versions = [v for v in ctx.catalog.list_model_versions() if v["checkpoint"] == str(model)]
-    mv = versions[0]["id"] if versions else ctx.catalog.add_model_version(
-        arch=TINY_ARCH, base="skyscout-tiny", checkpoint=str(model), dataset_id=None,
-        params={"imported": str(model), "note": "registered by scripts/concepts_eval.py"})
-    if ctx.catalog.get_alias("active_model") != mv:
-        ctx.catalog.promote_model(mv)
+    mv = str(import_model(ctx, model, promote=True, note="registered by scripts/concepts_eval.py")["model_version"])
     build_index(ctx, model="active", num_workers=0)
     return mv
 

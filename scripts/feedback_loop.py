@@ -34,10 +34,10 @@ from app.concepts import concept_ranking, create_concept, get_concept, label_con
 from app.context import AppContext  # noqa: E402
 from app.evaluation import evaluate  # noqa: E402
 from app.indexing import build_index  # noqa: E402
+from app.model_files import import_model  # noqa: E402
 from service.context import Services  # noqa: E402
 from tools.captioning.text import humanize_label  # noqa: E402
-from tools.datasets import placed_splits, resolve_dataset  # noqa: E402
-from tools.models import TINY_ARCH  # noqa: E402
+from tools.datasets import placed_splits  # noqa: E402
 from tools.stats import top_confusions  # noqa: E402
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -45,13 +45,8 @@ PROJECT = Path(__file__).resolve().parents[1]
 
 def register(ctx: AppContext, model: Path) -> str:
     """``model`` as a model version trained on the latest dataset version, promoted and indexed."""
-    found = [v["id"] for v in ctx.catalog.list_model_versions() if v["checkpoint"] == str(model)]
-    dataset = resolve_dataset(ctx.catalog, None)["id"]
-    mv = found[0] if found else ctx.catalog.add_model_version(
-        arch=TINY_ARCH, base="skyscout-tiny", checkpoint=str(model), dataset_id=dataset,
-        params={"imported": str(model), "note": "registered by scripts/feedback_loop.py"})
-    if ctx.catalog.get_alias("active_model") != mv:
-        ctx.catalog.promote_model(mv)
+    mv = str(import_model(ctx, model, dataset="latest", promote=True,
+                          note="registered by scripts/feedback_loop.py")["model_version"])
     build_index(ctx, model="active", num_workers=0)
     return mv
 

@@ -22,6 +22,13 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     msub = p.add_subparsers(dest="models_command", metavar="ACTION", required=True)
     ls = msub.add_parser("list", parents=[common], help="presets and model versions, with availability")
     ls.set_defaults(handler=cmd_models_list)
+    im = msub.add_parser("import", parents=[common], help="register a model file (a model.pt trained elsewhere, an "
+                                                           "open_clip checkpoint) as a model version")
+    im.add_argument("file", help="the checkpoint; it is loaded first, so a file that does not load is refused")
+    im.add_argument("--dataset", help="the dataset version it was trained on, when it is one of this home's "
+                                      "(an id or latest)")
+    im.add_argument("--promote", action="store_true", help="also make it the active model (recorded as by hand)")
+    im.set_defaults(handler=cmd_models_import)
 
     t = sub.add_parser("train", parents=[common], help="fine-tune a candidate model on a dataset version")
     t.add_argument("--model", default="active", help=MODEL_HELP)
@@ -71,6 +78,18 @@ def cmd_models_list(args: argparse.Namespace) -> int:
         print(table([(v["id"], v["status"], v["base"], v["dataset_id"]) for v in versions],
                     ["version", "status", "base", "dataset"]))
     print(f"\nactive: {doc['active']}")
+    return 0
+
+
+def cmd_models_import(args: argparse.Namespace) -> int:
+    from app.model_files import import_model
+
+    doc = import_model(Services().app, args.file, dataset=args.dataset, promote=args.promote)
+    if args.json:
+        print_json(doc)
+        return 0
+    print(f"{'imported' if doc['created'] else 'already known'}: {doc['model_version']} ({doc['arch']}, "
+          f"{doc['checkpoint']}); active model: {doc['active']}")
     return 0
 
 
