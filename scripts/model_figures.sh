@@ -7,7 +7,7 @@
 #   TRAIN="--max-steps 20" scripts/model_figures.sh 0   # a smoke run: the plumbing, not the figures
 #
 # TRAIN: extra `skyscout train` options for every run. JOINT: the joint run's options (default: 500 EuroSAT
-# images per class, UC Merced visited 4 times per epoch, 32 caption clusters). OUT: where the homes, logs and
+# images per class, UC Merced visited 8 times per epoch, 32 caption clusters, 6 epochs: the README's row). OUT: where the homes, logs and
 # figures go (default: a new temporary folder). Val is read once per figure; nothing here is tuned on it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,7 +16,7 @@ seeds=("$@")
 out=${OUT:-$(mktemp -d)}
 mkdir -p "$out" && out=$(cd "$out" && pwd)
 read -r -a train <<< "${TRAIN:-}"
-read -r -a joint <<< "${JOINT:-500 --source-repeat ucm_captions=4 --caption-groups 32}"
+read -r -a joint <<< "${JOINT:-500 --source-repeat ucm_captions=8 --caption-groups 32 --epochs 6}"
 
 for name in ucm_captions eurosat; do
   for seed in "${seeds[@]}"; do
