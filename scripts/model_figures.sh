@@ -3,12 +3,13 @@
 # (one fresh SKYSCOUT_HOME per seed), the joint model on both, and the transductive option with and without on
 # each (same model), then one table with the mean and the spread over the seeds.
 #
-#   scripts/model_figures.sh [SEED ...]                 # default seeds 0 1 2 (about 1.5 hours on 2 cores)
+#   scripts/model_figures.sh [SEED ...]                 # default seeds 0 1 2 (about 1.7 hours on 2 cores)
 #   TRAIN="--max-steps 20" scripts/model_figures.sh 0   # a smoke run: the plumbing, not the figures
 #
 # TRAIN: extra `skyscout train` options for every run. JOINT: the joint run's options (default: 500 EuroSAT
-# images per class, UC Merced visited 8 times per epoch, 32 caption clusters, 6 epochs: the README's row). OUT: where the homes, logs and
-# figures go (default: a new temporary folder). Val is read once per figure; nothing here is tuned on it.
+# images per class, UC Merced visited 8 times per epoch, 32 caption clusters, 6 epochs: the README's row).
+# OUT: where the homes, logs and figures go (default: a new temporary folder). Val is read once per figure;
+# nothing here is tuned on it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seeds=("$@")
