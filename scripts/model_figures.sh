@@ -6,6 +6,8 @@
 #   scripts/model_figures.sh [SEED ...]                 # default seeds 0 1 2 (about 1.7 hours on 2 cores)
 #   TRAIN="--max-steps 20" scripts/model_figures.sh 0   # a smoke run: the plumbing, not the figures
 #
+# UCM, EUROSAT: each dataset's own `skyscout train` options, chosen on a holdout of train by
+# scripts/recipe_search.sh (EuroSAT: 10 caption clusters, pairs of one cluster masked in the loss).
 # TRAIN: extra `skyscout train` options for every run. JOINT: the joint run's options (default: 500 EuroSAT
 # images per class, UC Merced visited 8 times per epoch, 32 caption clusters, 6 epochs: the README's row).
 # OUT: where the homes, logs and figures go (default: a new temporary folder). Val is read once per figure;
@@ -17,13 +19,15 @@ seeds=("$@")
 out=${OUT:-$(mktemp -d)}
 mkdir -p "$out" && out=$(cd "$out" && pwd)
 read -r -a train <<< "${TRAIN:-}"
+declare -A own=([ucm_captions]="${UCM:-}" [eurosat]="${EUROSAT:---mask-group-pairs --caption-groups 10}")
 read -r -a joint <<< "${JOINT:-500 --source-repeat ucm_captions=8 --caption-groups 32 --epochs 6}"
 
 for name in ucm_captions eurosat; do
+  read -r -a opts <<< "${own[$name]}"
   for seed in "${seeds[@]}"; do
     echo "== $name, seed $seed" >&2
     SKYSCOUT_HOME="$out/$name-$seed/home" TRANSDUCTIVE="$out/$name-$seed.json" \
-      scripts/finetune_eval.sh "$name" --seed "$seed" "${train[@]}" | tee "$out/$name-$seed.txt"
+      scripts/finetune_eval.sh "$name" --seed "$seed" "${opts[@]}" "${train[@]}" | tee "$out/$name-$seed.txt"
   done
 done
 echo "== joint" >&2

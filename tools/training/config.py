@@ -106,6 +106,11 @@ class TrainConfig(BaseModel):
         default=None, ge=2, description="clusters of spread_captions (default: the batch size); more than the "
         "batch when the data has more kinds of caption than a batch has images (a mixed catalog)",
     )
+    mask_group_pairs: bool = Field(
+        default=False, description="with spread_captions and a frozen text tower: two images of one caption "
+        "cluster are not each other's negatives in the contrastive loss (for captions of fewer kinds than a batch "
+        "has images, such as label templates)",
+    )
     source_repeats: dict[str, int] = Field(
         default_factory=dict,
         description="visits per epoch of each image of a source, as SOURCE=N (repeatable; other sources 1), so "
@@ -132,6 +137,9 @@ class TrainConfig(BaseModel):
     def _check(self) -> TrainConfig:
         if self.min_lr > self.lr:
             raise ValueError(f"min_lr ({self.min_lr}) must not exceed lr ({self.lr})")
+        if self.mask_group_pairs and (self.batch_order != "spread_captions" or self.freeze != "text"):
+            raise ValueError("mask_group_pairs needs batch_order='spread_captions' and freeze='text' (the caption "
+                             f"clusters and the frozen caption features), got {self.batch_order!r}, {self.freeze!r}")
         bad = {k: v for k, v in self.source_repeats.items() if v < 1}
         if bad:
             raise ValueError(f"source repeats must be at least 1, got {bad}")

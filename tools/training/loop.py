@@ -188,7 +188,8 @@ def _step(run: Run, batches: Iterator[Any], clock: _Clock) -> float:
         run.loss_value = ddp_step(run, micro)
     else:
         run.loss_value = optimizer_step(
-            run.net, micro, run.loss_fn, run.optimizer, run.scaler, run.autocast, run.config, run.dev, run.text_bank
+            run.net, micro, run.loss_fn, run.optimizer, run.scaler, run.autocast, run.config, run.dev, run.text_bank,
+            run.row_groups,
         )
     if run.ema is not None:
         run.ema.update(run.model, run.step)

@@ -19,7 +19,7 @@ from open_clip.loss import ClipLoss
 
 from tools.training.config import Precision, Tower, TrainConfig
 
-__all__ = ["autocast_for", "build_optimizer", "freeze_tower", "optimizer_step"]
+__all__ = ["autocast_for", "build_optimizer", "freeze_tower", "group_masked_clip_loss", "optimizer_step"]
 
 
 def _tower_of(name: str) -> Literal["image", "text", "shared"]:
@@ -83,14 +83,17 @@ def optimizer_step(
     config: TrainConfig,
     dev: torch.device,
     text_bank: torch.Tensor | None = None,
+    row_groups: torch.Tensor | None = None,
 ) -> float:
     """One optimizer step over ``accum_steps`` micro-batches; returns the (effective-batch) loss.
 
-    With ``text_bank`` (frozen text tower), the text side of each micro-batch is a row index into it.
+    With ``text_bank`` (frozen text tower), the text side of each micro-batch is a row index into it. With
+    ``row_groups`` (the caption cluster of each row of the bank), two samples whose captions are of one cluster
+    are not each other's negatives (:func:`group_masked_clip_loss`).
     """
     optimizer.zero_grad(set_to_none=True)
     moved = [(img.to(dev, non_blocking=True), txt.to(dev, non_blocking=True)) for img, txt in micro]
-    backward = _Backward(net, loss_fn, scaler, autocast, text_bank)
+    backward = _Backward(net, loss_fn, scaler, autocast, text_bank, row_groups)
     loss_value = backward.single(*moved[0]) if len(moved) == 1 else backward.accumulated(moved)
     _apply_gradients(optimizer, scaler, config.grad_clip)
     with torch.no_grad():  # as in CLIP: the temperature never exceeds 100
@@ -107,11 +110,18 @@ class _Backward:
     scaler: torch.amp.GradScaler | None
     autocast: contextlib.AbstractContextManager[Any]
     text_bank: torch.Tensor | None
+    row_groups: torch.Tensor | None = None
 
     def encode_text(self, texts: torch.Tensor) -> torch.Tensor:
         if self.text_bank is not None:
             return self.text_bank[texts]
         return self.net.encode_text(texts, normalize=True)
+
+    def loss(self, images: torch.Tensor, texts: torch.Tensor, rows: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        """The contrastive loss of image and text features; ``rows`` (bank rows) decide the masked pairs."""
+        if self.row_groups is None:
+            return self.loss_fn(images, texts, scale)
+        return group_masked_clip_loss(images, texts, scale, self.row_groups[rows])
 
     def backward(self, loss: torch.Tensor) -> None:
         _raise_if_not_finite(loss)
@@ -123,10 +133,8 @@ class _Backward:
     def single(self, images: torch.Tensor, texts: torch.Tensor) -> float:
         """One micro-batch: the plain contrastive loss; returns its value."""
         with self.autocast:
-            loss = self.loss_fn(
-                self.net.encode_image(images, normalize=True),
-                self.encode_text(texts),
-                self.net.logit_scale.exp(),
+            loss = self.loss(
+                self.net.encode_image(images, normalize=True), self.encode_text(texts), texts, self.net.logit_scale.exp()
             )
         self.backward(loss)
         return float(loss.detach().item())
@@ -138,21 +146,40 @@ class _Backward:
         with torch.no_grad(), self.autocast:
             cached_img = [net.encode_image(i, normalize=True) for i, _ in moved]
             cached_txt = [self.encode_text(t) for _, t in moved]
+        all_rows = torch.cat([t for _, t in moved])
         loss_value = float("nan")
         for j, (images, texts) in enumerate(moved):
             with self.autocast:
                 img_j = net.encode_image(images, normalize=True)
                 txt_j = self.encode_text(texts)
                 scale = net.logit_scale.exp()
-                loss = self.loss_fn(
+                loss = self.loss(
                     torch.cat([*cached_img[:j], img_j, *cached_img[j + 1 :]]),
                     torch.cat([*cached_txt[:j], txt_j, *cached_txt[j + 1 :]]),
+                    all_rows,
                     scale if j == 0 else scale.detach(),  # its gradient counted once, not accum_steps times
                 )
             self.backward(loss)
             if j == 0:
                 loss_value = float(loss.detach().item())
         return loss_value
+
+
+def group_masked_clip_loss(
+    images: torch.Tensor, texts: torch.Tensor, scale: torch.Tensor, groups: torch.Tensor
+) -> torch.Tensor:
+    """CLIP's symmetric contrastive loss, where a pair of samples of one group is no negative.
+
+    ``images`` and ``texts`` are ``(n, d)`` unit features of matching pairs and ``groups`` ``(n,)`` the group of
+    each pair. The logit of image ``i`` against text ``j != i`` of the same group is left out of both softmaxes
+    (two images whose captions say the same thing are not told apart); with distinct groups this is exactly
+    open_clip's ``ClipLoss``.
+    """
+    logits = scale * images @ texts.T
+    same = (groups[:, None] == groups[None, :]) & ~torch.eye(len(groups), dtype=torch.bool, device=groups.device)
+    logits = logits.masked_fill(same, float("-inf"))
+    target = torch.arange(len(groups), device=logits.device)
+    return (torch.nn.functional.cross_entropy(logits, target) + torch.nn.functional.cross_entropy(logits.T, target)) / 2
 
 
 def _apply_gradients(

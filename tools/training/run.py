@@ -51,6 +51,7 @@ class Run:
     caption_rows: dict[str, int] | None = None  # with a frozen text tower: caption -> row of text_bank
     text_bank: torch.Tensor | None = None
     groups: np.ndarray | None = None  # caption cluster per item (batch_order="spread_captions")
+    row_groups: torch.Tensor | None = None  # caption cluster per row of text_bank (config.mask_group_pairs)
     step: int = 0  # optimizer steps done
     lr: float = 0.0
     loss_value: float = float("nan")
@@ -151,6 +152,8 @@ def new_run(
     warmup = round(config.warmup_fraction * total_steps) if config.warmup_fraction is not None else config.warmup_steps
     fingerprint = items_fingerprint(items)
     model.to(dev)
+    if dist is not None and config.mask_group_pairs:
+        raise ValueError("mask_group_pairs is not supported under torchrun yet; run on one process or leave it off")
     if dist is not None:
         from tools.training.distributed import sync_batchnorm
 
@@ -206,7 +209,24 @@ def prepare_captions(run: Run, saved_groups: np.ndarray | None) -> None:
         return
     if saved_groups is not None:  # a resumed run keeps the groups it started with (the text tower may move)
         run.groups = saved_groups
-        return
+    else:
+        run.groups = _clusters(run)
+    if run.config.mask_group_pairs:
+        assert run.caption_rows is not None and run.text_bank is not None
+        run.row_groups = row_groups(run.items, run.caption_rows, run.groups).to(run.dev)
+
+
+def row_groups(items: Sequence[TrainItem], caption_rows: dict[str, int], groups: np.ndarray) -> torch.Tensor:
+    """The caption cluster of each caption: the cluster of most of the images that carry it."""
+    counts = np.zeros((len(caption_rows), int(groups.max()) + 1), dtype=np.int64)
+    for it, g in zip(items, groups, strict=True):
+        for c in set(it.captions):
+            counts[caption_rows[c], g] += 1
+    return torch.from_numpy(counts.argmax(axis=1))
+
+
+def _clusters(run: Run) -> np.ndarray:
+    """Cluster the images by their captions (:func:`~tools.training.data.caption_clusters`)."""
     if run.text_bank is not None:
         rows, bank = run.caption_rows, run.text_bank
     else:  # a trainable text tower: embed the captions once with its starting weights, without dropout
@@ -216,7 +236,7 @@ def prepare_captions(run: Run, saved_groups: np.ndarray | None) -> None:
         freeze_tower(run.model, run.config.freeze)
     assert rows is not None
     k = min(run.config.caption_groups or run.config.effective_batch_size, len(run.items))
-    run.groups = caption_clusters(run.items, rows, bank, k=k, seed=run.config.seed)
+    return caption_clusters(run.items, rows, bank, k=k, seed=run.config.seed)
 
 
 def make_loader(run: Run, transform: Callable[[Image.Image], torch.Tensor]) -> torch.utils.data.DataLoader[Any]:
