@@ -32,6 +32,7 @@ from tools.evaluation import (  # noqa: E402
     zero_shot_accuracy,
     zero_shot_classifier,
 )
+from tools.modelops import label_texts_of  # noqa: E402
 from tools.templates import REMOTE_SENSING_TEMPLATES  # noqa: E402
 
 
@@ -60,7 +61,9 @@ def main() -> int:
     scored = [it for it in split_items(ctx.catalog, dataset, args.split) if it.labels]
     classes = sorted({it.labels[0] for it in scored})
     encode = text_encoder(loaded.model, loaded.tokenizer, device=ctx.device)
-    prompts = zero_shot_classifier(encode, [humanize_label(c) for c in classes], list(REMOTE_SENSING_TEMPLATES))
+    texts_of = label_texts_of(ctx.catalog, scored)  # the phrases `skyscout eval` uses
+    phrases = [humanize_label(c, texts_of.get(c)) for c in classes]
+    prompts = zero_shot_classifier(encode, phrases, list(REMOTE_SENSING_TEMPLATES))
     texts = sorted({c for it in train for c in it.captions})
     captions = l2_normalize(np.asarray(encode(texts), dtype=np.float32))
     feats = encode_image_files(loaded.model, loaded.preprocess_val, [it.uri for it in scored], device=ctx.device)

@@ -27,6 +27,7 @@ from service.context import Services  # noqa: E402
 from tools.captioning.text import humanize_label  # noqa: E402
 from tools.datasets import resolve_dataset, split_items  # noqa: E402
 from tools.evaluation import encode_image_files, text_encoder, zero_shot_accuracy, zero_shot_classifier  # noqa: E402
+from tools.modelops import label_texts_of  # noqa: E402
 from tools.templates import REMOTE_SENSING_TEMPLATES  # noqa: E402
 from tools.transductive import transductive_probabilities  # noqa: E402
 
@@ -54,7 +55,9 @@ def main() -> int:
     train_x, train_y, classes = _split(ctx, loaded, dataset, "train", None)
     val_x, val_y, _ = _split(ctx, loaded, dataset, "val", classes)
     encode = text_encoder(loaded.model, loaded.tokenizer, device=ctx.device)
-    clf = zero_shot_classifier(encode, [humanize_label(c) for c in classes], list(REMOTE_SENSING_TEMPLATES))
+    texts_of = label_texts_of(ctx.catalog, split_items(ctx.catalog, dataset, "val"))  # `skyscout eval`'s phrases
+    phrases = [humanize_label(c, texts_of.get(c)) for c in classes]
+    clf = zero_shot_classifier(encode, phrases, list(REMOTE_SENSING_TEMPLATES))
 
     def top1(x: np.ndarray, y: np.ndarray, **kw: Any) -> float:
         scores = transductive_probabilities(x, clf, **kw) if kw else None

@@ -372,7 +372,7 @@ def evaluate(
             f"the {split} split of {ds['id']} is empty; create a dataset version with a larger held-out "
             "fraction or ingest more images"
         )
-    metrics = evaluate_items(loaded, items, device=device, label_texts=_label_texts(catalog, items),
+    metrics = evaluate_items(loaded, items, device=device, label_texts=label_texts_of(catalog, items),
                              batch_size=batch_size, transductive=transductive)
     if store:
         for kind in EVAL_KINDS:
@@ -382,7 +382,9 @@ def evaluate(
     return {"model": ref.key, "dataset": ds["id"], "split": split, **metrics}
 
 
-def _label_texts(catalog: Catalog, items: Sequence[PairItem]) -> dict[str, str]:
+def label_texts_of(catalog: Catalog, items: Sequence[PairItem]) -> dict[str, str]:
+    """The ``label_text`` a manifest gave each label of ``items`` (EuroSAT: "Annual Crop Land"); the class
+    phrases of zero-shot evaluation are built from it where it exists."""
     texts: dict[str, str] = {}
     for img in catalog.iter_images(status=None, ids=[it.image_id for it in items]):
         if img.labels and "label_text" in img.metadata:

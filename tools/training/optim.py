@@ -133,9 +133,8 @@ class _Backward:
     def single(self, images: torch.Tensor, texts: torch.Tensor) -> float:
         """One micro-batch: the plain contrastive loss; returns its value."""
         with self.autocast:
-            loss = self.loss(
-                self.net.encode_image(images, normalize=True), self.encode_text(texts), texts, self.net.logit_scale.exp()
-            )
+            image_features = self.net.encode_image(images, normalize=True)
+            loss = self.loss(image_features, self.encode_text(texts), texts, self.net.logit_scale.exp())
         self.backward(loss)
         return float(loss.detach().item())
 
