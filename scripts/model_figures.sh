@@ -7,8 +7,8 @@
 #   TRAIN="--max-steps 20" scripts/model_figures.sh 0   # a smoke run: the plumbing, not the figures
 #
 # UCM, EUROSAT: each dataset's own `skyscout train` options, chosen on a holdout of train by
-# scripts/recipe_search.sh (EuroSAT: 10 caption clusters; UC Merced: batches of 32 from 16 clusters; both with
-# pairs of one cluster masked in the loss).
+# scripts/recipe_search.sh (UC Merced: the recipe as it is; EuroSAT: 10 caption clusters, pairs of one cluster
+# masked in the loss).
 # TRAIN: extra `skyscout train` options for every run. JOINT: the joint run's options (default: 500 EuroSAT
 # images per class, UC Merced visited 8 times per epoch, 32 caption clusters, 6 epochs: the README's row).
 # OUT: where the homes, logs and figures go (default: a new temporary folder). Val is read once per figure;
@@ -20,8 +20,7 @@ seeds=("$@")
 out=${OUT:-$(mktemp -d)}
 mkdir -p "$out" && out=$(cd "$out" && pwd)
 read -r -a train <<< "${TRAIN:-}"
-declare -A own=([ucm_captions]="${UCM:---batch-size 32 --mask-group-pairs --caption-groups 16}"
-                [eurosat]="${EUROSAT:---mask-group-pairs --caption-groups 10}")
+declare -A own=([ucm_captions]="${UCM:-}" [eurosat]="${EUROSAT:---mask-group-pairs --caption-groups 10}")
 read -r -a joint <<< "${JOINT:-500 --source-repeat ucm_captions=8 --caption-groups 32 --epochs 6}"
 
 for name in ucm_captions eurosat; do

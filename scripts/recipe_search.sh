@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Choose skyscout-tiny's recipe without reading val (issue 17): every candidate is trained on 80% of a
-# dataset's train split and scored on the other 20% (HOLDOUT=0.2 of scripts/finetune_eval.sh), then
-# scripts/prompt_eval.py scores the caption-vocabulary prompt ensembles on the same holdout.
+# Choose skyscout-tiny's recipe without reading val (issue 17): every candidate is trained on a dataset's train
+# split less the last 20% of each class in file-name order, and scored on that 20% (HOLDOUT=0.2 of
+# scripts/finetune_eval.sh); scripts/prompt_eval.py then scores caption-vocabulary prompt ensembles on it.
 #
 #   scripts/recipe_search.sh eurosat "" "--batch-size 10 --caption-groups 10"
 #   scripts/recipe_search.sh ucm_captions ""
@@ -32,7 +32,7 @@ import json, re, sys
 from pathlib import Path
 
 out, name, candidates = Path(sys.argv[1]), sys.argv[2], sys.argv[3:]
-print(f"\n{name}: zero-shot top-1 on a 20% holdout of train (val not read); figures in {out}")
+print(f"\n{name}: zero-shot top-1 on a 20% holdout of train, the last of each class (val not read); figures in {out}")
 print(f"{'candidate':<52}{'top-1':>8}{'+10 captions':>14}{'+50 captions':>14}{'train s':>9}")
 for i, candidate in enumerate(candidates, 1):
     line = (out / f"{name}-{i}.txt").read_text()

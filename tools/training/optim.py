@@ -131,7 +131,7 @@ class _Backward:
             loss.backward()
 
     def single(self, images: torch.Tensor, texts: torch.Tensor) -> float:
-        """One micro-batch: the plain contrastive loss; returns its value."""
+        """One micro-batch: its contrastive loss; returns its value."""
         with self.autocast:
             image_features = self.net.encode_image(images, normalize=True)
             loss = self.loss(image_features, self.encode_text(texts), texts, self.net.logit_scale.exp())
