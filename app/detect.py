@@ -209,9 +209,33 @@ def _concept_scores(ctx: AppContext, ref: str, active: Any, vectors: np.ndarray
     return ranker.vector, ranker.stage, about, Scored(cosines.astype(np.float64), logits, probs)
 
 
-_PROMPTS: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
-_PROMPTS_LOCK = threading.Lock()
-_MAX_PROMPTS = 8192
+class _VectorCache:
+    """A bounded map from (model, key) to a vector, least recently used out first, shared by the requests of one
+    process (thread-safe)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._vectors: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, model_key: str, keys: list[str], compute: Callable[[list[str]], Any]) -> np.ndarray:
+        """The vectors of ``keys`` stacked in order; ``compute`` gets the keys not cached (each once)."""
+        with self._lock:
+            got = {k: self._vectors[(model_key, k)] for k in keys if (model_key, k) in self._vectors}
+            for k in got:
+                self._vectors.move_to_end((model_key, k))
+        missing = [k for k in dict.fromkeys(keys) if k not in got]
+        if missing:
+            vectors = compute(missing)
+            with self._lock:
+                for k, v in zip(missing, vectors, strict=True):
+                    got[k] = self._vectors[(model_key, k)] = np.asarray(v, dtype=np.float32)
+                while len(self._vectors) > self.limit:
+                    self._vectors.popitem(last=False)
+        return np.stack([got[k] for k in keys])
+
+
+_PROMPTS = _VectorCache(8192)  # (model, prompt text) -> its vector
 
 
 def _part_checked(model_key: str, loaded: Any, rows: list[dict[str, Any]], scored: Scored, qvec: np.ndarray,
@@ -228,8 +252,7 @@ def _part_checked(model_key: str, loaded: Any, rows: list[dict[str, Any]], score
     return Scored(scored.scores, logits, sigmoid(logits))
 
 
-_PARTS: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()  # (model, chip id) -> its quadrants' vectors
-_PARTS_LOCK = threading.Lock()
+_PARTS = _VectorCache(MAX_PART_CHIPS)  # (model, chip id) -> its quadrants' vectors
 
 
 def _part_vectors(model_key: str, loaded: Any, rows: list[dict[str, Any]]) -> np.ndarray:
@@ -241,20 +264,13 @@ def _part_vectors(model_key: str, loaded: Any, rows: list[dict[str, Any]]) -> np
     from tools.models.encode import encode_images
 
     size = input_size(loaded.model)
-    with _PARTS_LOCK:
-        got = {r["id"]: _PARTS[(model_key, r["id"])] for r in rows if (model_key, r["id"]) in _PARTS}
-        for key in got:
-            _PARTS.move_to_end((model_key, key))
-    missing = [r for r in rows if r["id"] not in got]
-    if missing:
-        vectors = embed_parts([r["uri"] for r in missing],
-                              lambda uris: encode_images(loaded, [load_rgb(u, min_size=size) for u in uris]))
-        with _PARTS_LOCK:
-            for r, v in zip(missing, vectors, strict=True):
-                got[r["id"]] = _PARTS[(model_key, r["id"])] = v
-            while len(_PARTS) > MAX_PART_CHIPS:
-                _PARTS.popitem(last=False)
-    return np.stack([got[r["id"]] for r in rows])
+    uri_of = {r["id"]: r["uri"] for r in rows}
+
+    def embed(ids: list[str]) -> np.ndarray:
+        return embed_parts([uri_of[i] for i in ids],
+                           lambda uris: encode_images(loaded, [load_rgb(u, min_size=size) for u in uris]))
+
+    return _PARTS.get(model_key, [r["id"] for r in rows], embed)
 
 
 def _cached_encoder(model_key: str, encode: Callable[[list[str]], np.ndarray], *, warm: list[str]
@@ -263,17 +279,7 @@ def _cached_encoder(model_key: str, encode: Callable[[list[str]], np.ndarray], *
     detection), and every prompt of ``warm`` texts encoded up front in one batch."""
 
     def cached(texts: list[str]) -> np.ndarray:
-        with _PROMPTS_LOCK:
-            missing = list(dict.fromkeys(t for t in texts if (model_key, t) not in _PROMPTS))
-        if missing:
-            rows = np.asarray(encode(missing), dtype=np.float32)
-            with _PROMPTS_LOCK:
-                for text, row in zip(missing, rows, strict=True):
-                    _PROMPTS[(model_key, text)] = row
-                while len(_PROMPTS) > _MAX_PROMPTS:
-                    _PROMPTS.popitem(last=False)
-        with _PROMPTS_LOCK:
-            return np.stack([_PROMPTS[(model_key, t)] for t in texts])
+        return _PROMPTS.get(model_key, texts, encode)
 
     cached([tpl.format(t) for t in warm for tpl in REMOTE_SENSING_TEMPLATES])
     return cached

@@ -37,7 +37,12 @@ by_class = defaultdict(list)
 for line in open(root / "train.jsonl"):
     row = json.loads(line)
     by_class[row.get("label")].append(row)
-natural = lambda row: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", row["image"])]  # noqa: E731
+
+
+def natural(row):  # beach9 before beach10
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", row["image"])]
+
+
 with open(dest, "w") as out:
     for rows in by_class.values():
         rows.sort(key=natural)

@@ -3,7 +3,7 @@
 # split less the last 20% of each class in file-name order, and scored on that 20% (HOLDOUT=0.2 of
 # scripts/finetune_eval.sh); scripts/prompt_eval.py then scores caption-vocabulary prompt ensembles on it.
 #
-#   scripts/recipe_search.sh eurosat "" "--batch-size 10 --caption-groups 10"
+#   scripts/recipe_search.sh eurosat "" "--mask-group-pairs --caption-groups 10"
 #   scripts/recipe_search.sh ucm_captions ""
 #
 # Each argument after the dataset is one candidate: extra `skyscout train` options ("" is the recipe as it
