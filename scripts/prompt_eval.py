@@ -23,17 +23,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from service.context import Services  # noqa: E402
-from tools.captioning.text import humanize_label  # noqa: E402
 from tools.datasets import resolve_dataset, split_items  # noqa: E402
 from tools.evaluation import (  # noqa: E402
     encode_image_files,
     l2_normalize,
     text_encoder,
     zero_shot_accuracy,
-    zero_shot_classifier,
 )
-from tools.modelops import label_texts_of  # noqa: E402
-from tools.templates import REMOTE_SENSING_TEMPLATES  # noqa: E402
+from tools.modelops import class_vectors, label_texts_of  # noqa: E402
 
 
 def caption_ensemble(prompts: np.ndarray, captions: np.ndarray, k: int) -> np.ndarray:
@@ -61,9 +58,7 @@ def main() -> int:
     scored = [it for it in split_items(ctx.catalog, dataset, args.split) if it.labels]
     classes = sorted({it.labels[0] for it in scored})
     encode = text_encoder(loaded.model, loaded.tokenizer, device=ctx.device)
-    texts_of = label_texts_of(ctx.catalog, scored)  # the phrases `skyscout eval` uses
-    phrases = [humanize_label(c, texts_of.get(c)) for c in classes]
-    prompts = zero_shot_classifier(encode, phrases, list(REMOTE_SENSING_TEMPLATES))
+    prompts = class_vectors(encode, classes, label_texts_of(ctx.catalog, scored))  # as `skyscout eval` builds it
     texts = sorted({c for it in train for c in it.captions})
     captions = l2_normalize(np.asarray(encode(texts), dtype=np.float32))
     feats = encode_image_files(loaded.model, loaded.preprocess_val, [it.uri for it in scored], device=ctx.device)

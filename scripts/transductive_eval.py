@@ -24,23 +24,21 @@ import numpy as np  # noqa: E402
 
 from app.context import AppContext  # noqa: E402
 from service.context import Services  # noqa: E402
-from tools.captioning.text import humanize_label  # noqa: E402
-from tools.datasets import resolve_dataset, split_items  # noqa: E402
-from tools.evaluation import encode_image_files, text_encoder, zero_shot_accuracy, zero_shot_classifier  # noqa: E402
-from tools.modelops import label_texts_of  # noqa: E402
-from tools.templates import REMOTE_SENSING_TEMPLATES  # noqa: E402
+from tools.datasets import PairItem, resolve_dataset, split_items  # noqa: E402
+from tools.evaluation import encode_image_files, text_encoder, zero_shot_accuracy  # noqa: E402
+from tools.modelops import class_vectors, label_texts_of  # noqa: E402
 from tools.transductive import transductive_probabilities  # noqa: E402
 
 GRID = {"centre_scale": [5.0, 10.0, 20.0, 50.0], "smoothing": [0.0, 0.25, 0.5, 0.75], "neighbours": [5, 10, 20]}
 
 
 def _split(ctx: AppContext, loaded: Any, dataset: str, split: str, classes: list[str] | None
-           ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+           ) -> tuple[np.ndarray, np.ndarray, list[str], list[PairItem]]:
     items = [it for it in split_items(ctx.catalog, dataset, split) if it.labels]
     names = classes or sorted({it.labels[0] for it in items})
     items = [it for it in items if it.labels[0] in names]
     feats = encode_image_files(loaded.model, loaded.preprocess_val, [it.uri for it in items], device=ctx.device)
-    return feats, np.array([names.index(it.labels[0]) for it in items]), names
+    return feats, np.array([names.index(it.labels[0]) for it in items]), names, items
 
 
 def main() -> int:
@@ -52,12 +50,10 @@ def main() -> int:
     ctx = Services().app
     ref, loaded = ctx.load_model(args.model)
     dataset = resolve_dataset(ctx.catalog, args.dataset)["id"]
-    train_x, train_y, classes = _split(ctx, loaded, dataset, "train", None)
-    val_x, val_y, _ = _split(ctx, loaded, dataset, "val", classes)
+    train_x, train_y, classes, train_items = _split(ctx, loaded, dataset, "train", None)
+    val_x, val_y, _, _ = _split(ctx, loaded, dataset, "val", classes)
     encode = text_encoder(loaded.model, loaded.tokenizer, device=ctx.device)
-    texts_of = label_texts_of(ctx.catalog, split_items(ctx.catalog, dataset, "val"))  # `skyscout eval`'s phrases
-    phrases = [humanize_label(c, texts_of.get(c)) for c in classes]
-    clf = zero_shot_classifier(encode, phrases, list(REMOTE_SENSING_TEMPLATES))
+    clf = class_vectors(encode, classes, label_texts_of(ctx.catalog, train_items))  # as `skyscout eval` builds it
 
     def top1(x: np.ndarray, y: np.ndarray, **kw: Any) -> float:
         scores = transductive_probabilities(x, clf, **kw) if kw else None

@@ -307,6 +307,15 @@ def _class_names(items: Sequence[PairItem]) -> list[str]:
     return sorted({it.labels[0] for it in items if it.labels})
 
 
+def class_vectors(encode_texts: Callable[[list[str]], np.ndarray], classes: Sequence[str],
+                  label_texts: dict[str, str] | None = None,
+                  templates: Sequence[str] = REMOTE_SENSING_TEMPLATES) -> np.ndarray:
+    """The zero-shot classifier of ``classes`` as evaluation builds it: each label's phrase (from the manifest's
+    ``label_text`` where one was given, :func:`label_texts_of`) in every template, averaged per class."""
+    phrases = [humanize_label(c, (label_texts or {}).get(c)) for c in classes]
+    return zero_shot_classifier(encode_texts, phrases, list(templates))
+
+
 def evaluate_items(
     loaded: LoadedModel, items: Sequence[PairItem], *, device: str = "cpu",
     templates: Sequence[str] = REMOTE_SENSING_TEMPLATES, batch_size: int = 64,
@@ -325,8 +334,7 @@ def evaluate_items(
     labelled = [i for i, it in enumerate(items) if it.labels]
     classes = _class_names(items)
     if labelled and len(classes) >= 2:
-        phrases = [humanize_label(c, (label_texts or {}).get(c)) for c in classes]
-        classifier = zero_shot_classifier(encode_texts, phrases, list(templates))
+        classifier = class_vectors(encode_texts, classes, label_texts, templates)
         labels = np.array([classes.index(items[i].labels[0]) for i in labelled])
         zs = zero_shot_accuracy(feats[labelled], labels, classifier, classnames=classes)
         out["zeroshot"] = {**zs, "image_ids": [items[i].image_id for i in labelled]}

@@ -152,9 +152,9 @@ def new_run(
     warmup = round(config.warmup_fraction * total_steps) if config.warmup_fraction is not None else config.warmup_steps
     fingerprint = items_fingerprint(items)
     model.to(dev)
-    if dist is not None and config.mask_group_pairs:
-        raise ValueError("mask_group_pairs is not supported under torchrun yet; run on one process or leave it off")
     if dist is not None:
+        if config.mask_group_pairs:
+            raise ValueError("mask_group_pairs is not supported under torchrun yet; run on one process or leave it off")
         from tools.training.distributed import sync_batchnorm
 
         sync_batchnorm(model, dev)
