@@ -60,6 +60,7 @@ LOG_NAME = "train_log.jsonl"
 Precision = Literal["fp32", "bf16", "fp16"]
 Tower = Literal["text", "image"]
 BatchOrder = Literal["random", "spread_captions"]
+Loss = Literal["clip", "siglip"]
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,10 @@ class TrainConfig(BaseModel):
         "cluster are not each other's negatives in the contrastive loss (for captions of fewer kinds than a batch "
         "has images, such as label templates)",
     )
+    loss: Loss = Field(
+        default="clip", description="clip: open_clip's ClipLoss (a softmax over the batch); siglip: open_clip's "
+        "SigLipLoss (a sigmoid per image-caption pair, with a learned bias that only the loss uses)",
+    )
     source_repeats: dict[str, int] = Field(
         default_factory=dict,
         description="visits per epoch of each image of a source, as SOURCE=N (repeatable; other sources 1), so "
@@ -140,6 +145,8 @@ class TrainConfig(BaseModel):
         if self.mask_group_pairs and (self.batch_order != "spread_captions" or self.freeze != "text"):
             raise ValueError("mask_group_pairs needs batch_order='spread_captions' and freeze='text' (the caption "
                              f"clusters and the frozen caption features), got {self.batch_order!r}, {self.freeze!r}")
+        if self.loss == "siglip" and self.mask_group_pairs:
+            raise ValueError("mask_group_pairs masks the softmax of loss='clip'; it has no siglip form, leave one off")
         bad = {k: v for k, v in self.source_repeats.items() if v < 1}
         if bad:
             raise ValueError(f"source repeats must be at least 1, got {bad}")

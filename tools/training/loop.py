@@ -230,6 +230,8 @@ def _save_final(run: Run) -> Path:
     if config.wise_alpha is not None:
         start_sd = torch.load(run.out / WISE_START_NAME, map_location=run.dev, weights_only=True)
         model.load_state_dict(wise_ft(start_sd, model.state_dict(), config.wise_alpha), strict=True)
+    if run.added_bias:  # SigLIP's bias served the loss; the model is the architecture it was given
+        model.register_parameter("logit_bias", None)
     final_path = run.out / FINAL_MODEL_NAME
     atomic_save(
         {

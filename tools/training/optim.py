@@ -15,11 +15,15 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
-from open_clip.loss import ClipLoss
+from open_clip.loss import ClipLoss, SigLipLoss
 
 from tools.training.config import Precision, Tower, TrainConfig
 
-__all__ = ["autocast_for", "build_optimizer", "freeze_tower", "group_masked_clip_loss", "optimizer_step"]
+__all__ = ["add_siglip_bias", "autocast_for", "build_optimizer", "freeze_tower", "group_masked_clip_loss",
+           "optimizer_step"]
+
+#: SigLIP's starting bias (Zhai et al., 2023): with one positive among many pairs, every pair starts as "no match"
+SIGLIP_INIT_BIAS = -10.0
 
 
 def _tower_of(name: str) -> Literal["image", "text", "shared"]:
@@ -65,6 +69,20 @@ def build_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.
     return torch.optim.AdamW(groups, lr=config.lr, betas=(config.beta1, config.beta2), eps=config.eps)
 
 
+def add_siglip_bias(model: torch.nn.Module) -> bool:
+    """Give ``model`` the learned ``logit_bias`` that SigLIP's loss needs, unless it has one (a SigLIP preset).
+
+    Returns whether one was added. An added bias serves the loss only: ranking by cosine (search, zero-shot,
+    detection's softmax over prompts) does not change with it, and the trained model is saved without it.
+    """
+    if getattr(model, "logit_bias", None) is not None:
+        return False
+    scale = model.logit_scale
+    assert isinstance(scale, torch.Tensor)
+    model.logit_bias = torch.nn.Parameter(torch.full_like(scale.detach(), SIGLIP_INIT_BIAS))
+    return True
+
+
 def autocast_for(precision: Precision, device: torch.device) -> contextlib.AbstractContextManager[Any]:
     """The autocast context of ``precision`` (bf16 or fp16 AMP), or a no-op for fp32."""
     if precision == "fp32":
@@ -76,7 +94,7 @@ def autocast_for(precision: Precision, device: torch.device) -> contextlib.Abstr
 def optimizer_step(
     net: Any,
     micro: list[tuple[torch.Tensor, torch.Tensor]],
-    loss_fn: ClipLoss,
+    loss_fn: ClipLoss | SigLipLoss,
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler | None,
     autocast: contextlib.AbstractContextManager[Any],
@@ -106,7 +124,7 @@ class _Backward:
     """Forward and backward passes of one optimizer step's micro-batches (gradients summed into ``.grad``)."""
 
     net: Any
-    loss_fn: ClipLoss
+    loss_fn: ClipLoss | SigLipLoss
     scaler: torch.amp.GradScaler | None
     autocast: contextlib.AbstractContextManager[Any]
     text_bank: torch.Tensor | None
@@ -117,8 +135,18 @@ class _Backward:
             return self.text_bank[texts]
         return self.net.encode_text(texts, normalize=True)
 
-    def loss(self, images: torch.Tensor, texts: torch.Tensor, rows: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-        """The contrastive loss of image and text features; ``rows`` (bank rows) decide the masked pairs."""
+    def loss(self, images: torch.Tensor, texts: torch.Tensor, rows: torch.Tensor, *, first: bool = True
+             ) -> torch.Tensor:
+        """The contrastive loss of image and text features; ``rows`` (bank rows) decide the masked pairs.
+
+        Only the ``first`` micro-batch of an accumulated step passes gradients to the temperature (and SigLIP's
+        bias), so that they take them once, not ``accum_steps`` times.
+        """
+        scale = self.net.logit_scale.exp()
+        scale = scale if first else scale.detach()
+        if isinstance(self.loss_fn, SigLipLoss):
+            bias = self.net.logit_bias
+            return self.loss_fn(images, texts, scale, bias if first else bias.detach())
         if self.row_groups is None:
             return self.loss_fn(images, texts, scale)
         return group_masked_clip_loss(images, texts, scale, self.row_groups[rows])
@@ -134,7 +162,7 @@ class _Backward:
         """One micro-batch: its contrastive loss; returns its value."""
         with self.autocast:
             image_features = self.net.encode_image(images, normalize=True)
-            loss = self.loss(image_features, self.encode_text(texts), texts, self.net.logit_scale.exp())
+            loss = self.loss(image_features, self.encode_text(texts), texts)
         self.backward(loss)
         return float(loss.detach().item())
 
@@ -151,12 +179,11 @@ class _Backward:
             with self.autocast:
                 img_j = net.encode_image(images, normalize=True)
                 txt_j = self.encode_text(texts)
-                scale = net.logit_scale.exp()
                 loss = self.loss(
                     torch.cat([*cached_img[:j], img_j, *cached_img[j + 1 :]]),
                     torch.cat([*cached_txt[:j], txt_j, *cached_txt[j + 1 :]]),
                     all_rows,
-                    scale if j == 0 else scale.detach(),  # its gradient counted once, not accum_steps times
+                    first=j == 0,
                 )
             self.backward(loss)
             if j == 0:

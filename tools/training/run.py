@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from open_clip.loss import ClipLoss
+from open_clip.loss import ClipLoss, SigLipLoss
 from PIL import Image
 
 from tools.augment import build_train_transform
@@ -19,7 +19,7 @@ from tools.schedule import cosine_lr
 from tools.training.averaging import Ema
 from tools.training.config import CHECKPOINT_NAME, FINAL_MODEL_NAME, LOG_NAME, WISE_START_NAME, TrainConfig, TrainItem
 from tools.training.data import CaptionedImages, Collate, RunBatches, caption_bank, caption_clusters
-from tools.training.optim import autocast_for, build_optimizer, freeze_tower
+from tools.training.optim import add_siglip_bias, autocast_for, build_optimizer, freeze_tower
 from tools.training.state import atomic_save, check_resumable, items_fingerprint, set_rng_states, train_state, trim_log
 
 __all__ = ["Run", "check_inputs", "default_transform", "make_loader", "new_run", "prepare_captions", "restore",
@@ -43,7 +43,7 @@ class Run:
     fingerprint: str
     optimizer: torch.optim.AdamW
     scaler: torch.amp.GradScaler | None
-    loss_fn: ClipLoss
+    loss_fn: ClipLoss | SigLipLoss
     autocast: contextlib.AbstractContextManager[Any]
     start_step: int = 0
     resumed_from: int | None = None
@@ -58,6 +58,7 @@ class Run:
     stopped: bool = False  # on_step asked to stop before the end
     dist: Any = None  # DistContext under torchrun (tools.training.distributed); None in one process
     ddp: Any = None  # the towers in DistributedDataParallel, under torchrun
+    added_bias: bool = False  # config.loss="siglip" gave the model a logit_bias, which the saved model leaves out
 
     @property
     def is_main(self) -> bool:
@@ -153,20 +154,25 @@ def new_run(
     fingerprint = items_fingerprint(items)
     model.to(dev)
     if dist is not None:
-        if config.mask_group_pairs:
-            raise ValueError("mask_group_pairs is not supported under torchrun yet; run on one process or leave it off")
+        if config.mask_group_pairs or config.loss == "siglip":
+            raise ValueError("mask_group_pairs and loss='siglip' are not supported under torchrun yet; run on one "
+                             "process or leave them off")
         from tools.training.distributed import sync_batchnorm
 
         sync_batchnorm(model, dev)
+    added_bias = config.loss == "siglip" and add_siglip_bias(model)
     freeze_tower(model, config.freeze)
     optimizer = build_optimizer(model, config)
+    if config.loss == "siglip":
+        loss_fn: ClipLoss | SigLipLoss = SigLipLoss()
+    else:
+        loss_fn = dist.loss() if dist is not None else ClipLoss()
     return Run(
         model=model, tokenizer=tokenizer, items=items, config=config, out=out, dev=dev,
         micro_per_epoch=micro_per_epoch, steps_per_epoch=steps_per_epoch, total_steps=total_steps, warmup=warmup,
         fingerprint=fingerprint, optimizer=optimizer,
         scaler=torch.amp.GradScaler("cuda") if config.precision == "fp16" else None,
-        loss_fn=dist.loss() if dist is not None else ClipLoss(), autocast=autocast_for(config.precision, dev),
-        dist=dist,
+        loss_fn=loss_fn, autocast=autocast_for(config.precision, dev), dist=dist, added_bias=added_bias,
     )
 
 

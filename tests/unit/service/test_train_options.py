@@ -26,7 +26,7 @@ KNOWN_OPTIONS = {
     "--epochs", "--batch-size", "--accum-steps", "--lr", "--weight-decay", "--warmup", "--precision", "--freeze",
     "--batch-order", "--crop-scale", "--hflip", "--no-hflip", "--color-jitter", "--mix", "--ema-decay", "--wise-alpha",
     "--max-steps", "--checkpoint-every", "--num-workers", "--seed", "--source-repeat", "--caption-groups",
-    "--mask-group-pairs", "--no-mask-group-pairs",
+    "--mask-group-pairs", "--no-mask-group-pairs", "--loss",
 }
 ALWAYS = {"checkpoint_every": 200, "num_workers": 2, "seed": 0}
 
