@@ -1,10 +1,10 @@
 """Contrastive fine-tuning of open_clip-style image-text models, resumable to the exact bit on CPU.
 
-:func:`train` runs the loop: open_clip's own ``ClipLoss``, AdamW (no weight decay on biases, norms,
-embeddings of rank < 2 and ``logit_scale``, as open_clip does), the pure :func:`~tools.schedule.cosine_lr`
-schedule with linear warmup, gradient clipping, gradient accumulation, AMP on CUDA (bf16 autocast, or
-fp16 autocast with a ``GradScaler``), an optional frozen tower, an optional exponential moving average of
-the weights (``ema_decay``), and optional WiSE-FT weight averaging.
+:func:`train` runs the loop: open_clip's own ``ClipLoss`` (or its ``SigLipLoss``, ``loss="siglip"``), AdamW
+(no weight decay on biases, norms, embeddings of rank < 2 and ``logit_scale``, as open_clip does), the pure
+:func:`~tools.schedule.cosine_lr` schedule with linear warmup, gradient clipping, gradient accumulation, AMP
+on CUDA (bf16 autocast, or fp16 autocast with a ``GradScaler``), an optional frozen tower, an optional
+exponential moving average of the weights (``ema_decay``), and optional WiSE-FT weight averaging.
 
 Batches keep alike captions apart (``batch_order="spread_captions"``, the default): before the first
 step, the images are clustered by their captions' embeddings (k-means, as many clusters as the batch is
