@@ -1,8 +1,9 @@
 """Data-parallel training under torchrun (2 CPU processes, gloo) against one process with the same global batch.
 
 skyscout-tiny (ResNet-18 image tower with batch norm, frozen MiniLM text tower) trains 4 steps on the
-bundled UC Merced sample: the loss of every step matches the single process within 1e-4; a DDP run killed
-after its step-2 checkpoint and resumed ends with the weights of the uninterrupted DDP run.
+bundled UC Merced sample: the loss of the first step matches the single process within 1e-5 and every later
+one within 1e-3; a DDP run killed after its step-2 checkpoint and resumed ends with the weights of the
+uninterrupted DDP run.
 """
 
 from __future__ import annotations
@@ -67,7 +68,12 @@ def test_ddp_loss_per_step_matches_one_process(runs: dict[str, Path]) -> None:
     single, ddp = _losses(runs["single"]), _losses(runs["ddp"])
     print(f"\nper-step loss, 1 process: {single}\nper-step loss, 2 ranks:    {ddp}")
     assert len(single) == len(ddp) == 4
-    assert max(abs(a - b) for a, b in zip(single, ddp, strict=True)) < 1e-4
+    # Step 1 starts from the same weights and batch: only the order of the sums differs (SyncBatchNorm's
+    # all-reduced statistics, DDP's gradient all-reduce). Adam's normalised steps then amplify such differences:
+    # measured 2.3e-4 at step 4 (steps 1-3 within 1e-6). A wrong batch or an unsynchronised gradient moves the
+    # loss by 1e-2 or more.
+    assert abs(single[0] - ddp[0]) < 1e-5
+    assert max(abs(a - b) for a, b in zip(single, ddp, strict=True)) < 1e-3
     # the weights agree too (the same global batches, synchronised batch norm, averaged gradients)
     a, b = _final(runs["single"]), _final(runs["ddp"])
     assert max(float((a[k].float() - b[k].float()).abs().max()) for k in a) < 1e-3
