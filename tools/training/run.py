@@ -153,20 +153,18 @@ def new_run(
     warmup = round(config.warmup_fraction * total_steps) if config.warmup_fraction is not None else config.warmup_steps
     fingerprint = items_fingerprint(items)
     model.to(dev)
+    siglip = config.loss == "siglip"
     if dist is not None:
-        if config.mask_group_pairs or config.loss == "siglip":
+        if config.mask_group_pairs or siglip:
             raise ValueError("mask_group_pairs and loss='siglip' are not supported under torchrun yet; run on one "
                              "process or leave them off")
         from tools.training.distributed import sync_batchnorm
 
         sync_batchnorm(model, dev)
-    added_bias = config.loss == "siglip" and add_siglip_bias(model)
+    added_bias = siglip and add_siglip_bias(model)
     freeze_tower(model, config.freeze)
     optimizer = build_optimizer(model, config)
-    if config.loss == "siglip":
-        loss_fn: ClipLoss | SigLipLoss = SigLipLoss()
-    else:
-        loss_fn = dist.loss() if dist is not None else ClipLoss()
+    loss_fn: ClipLoss | SigLipLoss = SigLipLoss() if siglip else dist.loss() if dist is not None else ClipLoss()
     return Run(
         model=model, tokenizer=tokenizer, items=items, config=config, out=out, dev=dev,
         micro_per_epoch=micro_per_epoch, steps_per_epoch=steps_per_epoch, total_steps=total_steps, warmup=warmup,
