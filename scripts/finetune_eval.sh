@@ -5,7 +5,8 @@
 #   scripts/finetune_eval.sh ucm_captions [TRAIN OPTIONS]   # human captions (UCM-captions)
 #   scripts/finetune_eval.sh eurosat [TRAIN OPTIONS]        # labels only: template captions first
 #
-# TRAIN OPTIONS go to `skyscout train` (e.g. --epochs 3); without them it uses skyscout-tiny's recipe.
+# TRAIN OPTIONS go to `skyscout train` (e.g. --epochs 3); without them it uses the base model's recipe.
+# MODEL=skyscout-small fine-tunes that preset instead of skyscout-tiny (the default).
 # With TRANSDUCTIVE=FILE it also runs scripts/transductive_eval.py on the model and writes its figures to FILE.
 # With HOLDOUT=FRACTION (e.g. 0.2) val is never read: only train.jsonl is ingested, the last FRACTION of each
 # class in file-name order is held out of training, and the figure is measured on that holdout. A block, not a
@@ -60,14 +61,15 @@ else
 fi
 sky caption --captioner template --only-uncaptioned --json --no-progress | field 'd["captioned"], "template-captioned"'
 ds=$(sky dataset create --source "$name" --val 0 --test 0 --json | field 'd["id"]')
-before=$(sky eval --model skyscout-tiny --dataset "$ds" --split val --json | field 'd["zeroshot"]["top1"]')
+base=${MODEL:-skyscout-tiny}
+before=$(sky eval --model "$base" --dataset "$ds" --split val --json | field 'd["zeroshot"]["top1"]')
 start=$(date +%s)
-train=$(sky train --model skyscout-tiny --dataset "$ds" --json --no-progress "$@")
+train=$(sky train --model "$base" --dataset "$ds" --json --no-progress "$@")
 seconds=$(( $(date +%s) - start ))
 mv=$(echo "$train" | field 'd["model_version"]')
 after=$(sky eval --model "$mv" --dataset "$ds" --split val --json | field 'd["zeroshot"]["top1"]')
 config=$(echo "$train" | field '", ".join(f"{k} {v}" for k, v in d["config"].items() if k in ("epochs", "batch_size", "lr", "freeze", "batch_order"))' 2>/dev/null || echo "")
-echo "$name: zero-shot top-1 on $split: before $before, after $after (model $mv; ${config}; skyscout train took ${seconds} s; home $SKYSCOUT_HOME)"
+echo "$name ($base): zero-shot top-1 on $split: before $before, after $after (model $mv; ${config}; skyscout train took ${seconds} s; home $SKYSCOUT_HOME)"
 if [ -n "${TRANSDUCTIVE:-}" ]; then
   .venv/bin/python scripts/transductive_eval.py --model "$mv" --dataset "$ds" --json "$TRANSDUCTIVE"
 fi

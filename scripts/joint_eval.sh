@@ -41,7 +41,7 @@ sky caption --captioner template --only-uncaptioned --json --no-progress | field
 ds=$(sky dataset create --val 0 --test 0 --json | field 'd["id"]')
 [ $# -gt 0 ] || set -- --epochs 16
 start=$(date +%s)
-train=$(sky train --model skyscout-tiny --dataset "$ds" --json --no-progress "$@")
+train=$(sky train --model "${MODEL:-skyscout-tiny}" --dataset "$ds" --json --no-progress "$@")
 seconds=$(( $(date +%s) - start ))
 mv=$(echo "$train" | field 'd["model_version"]')
 for source in ucm_captions eurosat; do

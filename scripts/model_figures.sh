@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Every figure of the offline model in one command: skyscout-tiny fine-tuned on UC Merced and on EuroSAT
+# Every figure of the offline model in one command: skyscout-tiny (MODEL=skyscout-small: that preset, with its
+# own recipe) fine-tuned on UC Merced and on EuroSAT
 # (one fresh SKYSCOUT_HOME per seed), the joint model on both, and the transductive option with and without on
 # each (same model), then one table with the mean and the spread over the seeds.
 #
@@ -36,10 +37,11 @@ SKYSCOUT_HOME="$out/joint/home" TRANSDUCTIVE="$out/joint-" scripts/joint_eval.sh
   | tee "$out/joint.txt"
 
 .venv/bin/python - "$out" "${seeds[@]}" <<'PY'
-import json, re, statistics, sys
+import json, os, re, statistics, sys
 from pathlib import Path
 
 out, seeds = Path(sys.argv[1]), sys.argv[2:]
+base = os.environ.get("MODEL", "skyscout-tiny")
 
 
 def spread(values, digits=3):
@@ -57,10 +59,10 @@ for name in ("ucm_captions", "eurosat"):
         plain.append(float(re.search(r"after ([0-9.]+)", line).group(1)))
         secs.append(float(re.search(r"took ([0-9]+) s", line).group(1)))
         trans.append(json.loads((out / f"{name}-{seed}.json").read_text())["val"]["defaults"])
-    print(f"{'per-dataset skyscout-tiny':<28}{name:<14}{spread(plain):>22}{spread(trans):>22}{spread(secs, 0):>16}")
+    print(f"{'per-dataset ' + base:<28}{name:<14}{spread(plain):>22}{spread(trans):>22}{spread(secs, 0):>16}")
 text = (out / "joint.txt").read_text()
 for name in ("ucm_captions", "eurosat"):
     plain = float(re.search(rf"on {name} val: zero-shot top-1 ([0-9.]+)", text).group(1))
     trans = json.loads((out / f"joint-{name}.json").read_text())["val"]["defaults"]
-    print(f"{'joint skyscout-tiny':<28}{name:<14}{plain:>22.3f}{trans:>22.3f}")
+    print(f"{'joint ' + base:<28}{name:<14}{plain:>22.3f}{trans:>22.3f}")
 PY

@@ -1,7 +1,7 @@
 """The demo, SkyScout's main job on the embedded defaults: ``python -m service.demo`` (``make demo``).
 
 Offline, on the CPU, on the sample bundled in ``data/ucm_sample`` (320 UC Merced tiles with human
-captions): ingest it, let the planner caption what lacks captions, fine-tune ``skyscout-tiny``, evaluate,
+captions): ingest it, let the planner caption what lacks captions, fine-tune ``skyscout-small``, evaluate,
 promote and index, then answer five requests in plain words through the agents, and write an HTML page
 of the search results. A small georeferenced scene (16 sample tiles laid out as a 1,024 px GeoTIFF) is
 chipped and indexed too, so the web app's map has imagery; the demo ends with the web app's URL, and with

@@ -14,10 +14,11 @@ from tools.models.encode import encode_images, encode_texts
 from tools.models.errors import CheckpointMismatchError, ModelNotAvailableError, UnknownModelError
 from tools.models.loading import LoadedModel, load_model, save_checkpoint
 from tools.models.registry import PRESETS, Preset, list_presets, parse_spec
-from tools.models.tiny import TINY_ARCH
+from tools.models.tiny import SMALL_ARCH, TINY_ARCH
 
 __all__ = [
     "PRESETS",
+    "SMALL_ARCH",
     "TINY_ARCH",
     "CheckpointFormatError",
     "CheckpointMismatchError",

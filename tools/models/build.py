@@ -19,12 +19,15 @@ from torch import nn
 
 from tools.models.checkpoint import RawCheckpoint
 from tools.models.errors import UnknownModelError
+from tools.models.lite0 import load_lite0_trunk
 from tools.models.rotation import pool_rotations
 from tools.models.tiny import (
-    TINY_ARCH,
-    raw_tiny_config,
+    BUILT_ARCHS,
+    PACKAGE_PREFIX,
+    package_dir,
+    raw_built_config,
+    register_built_config,
     register_config,
-    register_tiny_config,
     resolve_config,
     skyscout_options,
 )
@@ -89,15 +92,17 @@ def quiet_model_build() -> Iterator[None]:
 
 
 def ensure_arch(arch: str, cache_dir: Path, checkpoint: RawCheckpoint | None = None) -> dict[str, Any]:
-    """Make open_clip know ``arch``: register skyscout-tiny, or a custom config carried by a checkpoint.
+    """Make open_clip know ``arch``: register a built one (skyscout-tiny, skyscout-small), or a custom config
+    carried by a checkpoint.
 
-    Returns the config's SkyScout-only options (e.g. rotation pooling), which open_clip does not see.
+    Returns the config's SkyScout-only options (rotation pooling, input normalisation, image-tower weights),
+    which open_clip does not see.
     """
     import open_clip
 
-    if arch == TINY_ARCH:
-        register_tiny_config(cache_dir / CONFIG_SUBDIR)
-        return skyscout_options(raw_tiny_config())
+    if arch in BUILT_ARCHS:
+        register_built_config(arch, cache_dir / CONFIG_SUBDIR)
+        return skyscout_options(raw_built_config(arch))
     if arch in open_clip.list_models():
         return {}
     carried = checkpoint.meta.get("model_config") if checkpoint is not None else None
@@ -106,7 +111,7 @@ def ensure_arch(arch: str, cache_dir: Path, checkpoint: RawCheckpoint | None = N
         return skyscout_options(dict(carried))
     raise UnknownModelError(
         f"open_clip has no architecture {arch!r} and the checkpoint carries no model config for it. Use an "
-        f"architecture from open_clip.list_models() (e.g. ViT-B-32, ViT-L-14-quickgelu) or {TINY_ARCH!r}."
+        f"architecture from open_clip.list_models() (e.g. ViT-B-32, ViT-L-14-quickgelu) or one of {BUILT_ARCHS}."
     )
 
 
@@ -120,11 +125,15 @@ def create_model(
     preprocess: Mapping[str, Any] | None = None,
     checkpoint: RawCheckpoint | None = None,
 ) -> tuple[nn.Module, Callable[..., Any], Callable[..., Any]]:
-    """Build ``arch`` on the CPU with a seeded init (the global RNG is left as it was)."""
+    """Build ``arch`` on the CPU with a seeded init (the global RNG is left as it was).
+
+    ``pretrained_text`` also loads the image-tower weights a built config names (``skyscout-small``'s
+    ImageNet EfficientNet-Lite0); a config's ``image_mean``/``image_std`` options are its normalisation.
+    """
     import open_clip
 
     options = ensure_arch(arch, cache_dir, checkpoint)
-    pp = dict(preprocess or {})
+    pp = {"mean": options.get("image_mean"), "std": options.get("image_std"), **(preprocess or {})}
     with torch.random.fork_rng(devices=[]), quiet_model_build():
         torch.manual_seed(seed)
         model, preprocess_train, preprocess_val = open_clip.create_model_and_transforms(
@@ -138,6 +147,10 @@ def create_model(
             image_interpolation=pp.get("interpolation"),
             image_resize_mode=pp.get("resize_mode"),
         )
+    weights = options.get("image_weights")
+    if pretrained_text and isinstance(weights, str) and weights.startswith(PACKAGE_PREFIX):
+        folder, _, name = weights.rpartition("/")
+        load_lite0_trunk(model.visual.trunk, package_dir(folder) / name)
     if options.get("rotation_pooling"):
         pool_rotations(model.visual)
     return model, preprocess_train, preprocess_val

