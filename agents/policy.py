@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from app.indexing import index_state
 from prompts.planner import CHOOSE_ACTIONS_PROMPT, REASONS
 from tools.catalog import Catalog
-from tools.modelref import DEFAULT_BASE_MODEL, active_model_key, stored_metrics
+from tools.modelref import active_model_key, base_model, stored_metrics
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -189,7 +189,7 @@ def read_signals(catalog: Catalog, *, store_kind: str = "lancedb", policy: Plann
     history: list[dict[str, Any]] = []
     if active_dataset:
         promoted = sorted((v for v in versions if v.get("promoted_at")), key=lambda v: v["promoted_at"])
-        for key in [DEFAULT_BASE_MODEL, *(v["id"] for v in promoted)]:
+        for key in [base_model(), *(v["id"] for v in promoted)]:
             m = stored_metrics(catalog, key, active_dataset, policy.eval_split)
             metric = next((p for p in policy.primary_metrics if m and p in m), None)
             if m and metric:

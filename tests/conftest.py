@@ -13,6 +13,9 @@ import pytest
 # Tests never touch the network: model hubs must resolve from local files only.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# The suite's fixtures train and index skyscout-tiny (64 px, about twice as fast as the default skyscout-small);
+# tests/integration/test_default_model.py runs the real default end to end without this.
+os.environ.setdefault("SKYSCOUT_BASE_MODEL", "skyscout-tiny")
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

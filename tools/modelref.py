@@ -8,6 +8,7 @@ only, no torch), so that reading which model is active costs nothing.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,14 @@ from tools.catalog import Catalog
 #: the base model before any promotion: the offline preset with the ImageNet-pretrained image tower (UC Merced
 #: val 0.96 after its recipe, against skyscout-tiny's 0.71; docs/models.md)
 DEFAULT_BASE_MODEL = "skyscout-small"
+#: the environment variable that names another base model (a preset or ``path:``; the test suite sets
+#: ``skyscout-tiny``, which trains and embeds faster)
+BASE_MODEL_ENV = "SKYSCOUT_BASE_MODEL"
+
+
+def base_model() -> str:
+    """The base model before any promotion: ``$SKYSCOUT_BASE_MODEL``, else :data:`DEFAULT_BASE_MODEL`."""
+    return os.environ.get(BASE_MODEL_ENV, "").strip() or DEFAULT_BASE_MODEL
 
 
 @dataclass(frozen=True)
@@ -39,7 +48,7 @@ class ModelRef:
 
 def active_model_key(catalog: Catalog) -> str:
     """The active model's key: the promoted version, or the base model before any promotion."""
-    return catalog.get_alias("active_model") or DEFAULT_BASE_MODEL
+    return catalog.get_alias("active_model") or base_model()
 
 
 def resolve_model(catalog: Catalog, spec: str | None) -> ModelRef:
@@ -98,5 +107,5 @@ def per_image_scores(evaluation: dict[str, Any], metric: str) -> dict[str, float
     return {i: float(v) for i, v in zip(ids, values, strict=True) if v is not None and v == v}  # no NaN either
 
 
-__all__ = ["DEFAULT_BASE_MODEL", "PER_IMAGE", "ModelRef", "active_model_key", "headline", "per_image_scores",
-           "resolve_model", "stored_evaluation", "stored_metrics"]
+__all__ = ["BASE_MODEL_ENV", "DEFAULT_BASE_MODEL", "PER_IMAGE", "ModelRef", "active_model_key", "base_model",
+           "headline", "per_image_scores", "resolve_model", "stored_evaluation", "stored_metrics"]

@@ -26,7 +26,8 @@ READ, OPERATE = "read-token-0123456789", "operate-token-0123456789"
 
 
 def cli_env(home: Path, roots: str, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SKYSCOUT_")}
+    # the caller's SKYSCOUT_ settings are dropped, except the suite's base model (tests/conftest.py)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SKYSCOUT_") or k == "SKYSCOUT_BASE_MODEL"}
     return {**env, "SKYSCOUT_HOME": str(home), "SKYSCOUT_DATA_ROOTS": roots, "HF_HUB_OFFLINE": "1", **extra}
 
 

@@ -1,7 +1,8 @@
 """Turning a model spec into a ready model: build the open_clip architecture, fetch and load weights strictly.
 
-``load_model("skyscout-tiny", cache_dir=...)`` builds the offline default (pretrained MiniLM text tower,
-seeded random image tower). A preset name or ``openclip:ARCH/TAG`` finds its weight file in the cache
+``load_model("skyscout-small", cache_dir=...)`` builds the offline default (pretrained MiniLM text tower,
+ImageNet EfficientNet-Lite0 image tower from an installed package); ``skyscout-tiny`` the same with a seeded
+random ResNet-18 image tower. A preset name or ``openclip:ARCH/TAG`` finds its weight file in the cache
 (downloading it when allowed), and ``path:FILE`` reads a local checkpoint: SkyScout's own format (which
 names its architecture), an open_clip training checkpoint, a zip in SkyScript's layout, or a bare
 state_dict; when the file names no architecture it is inferred from the tensor shapes

@@ -16,7 +16,7 @@ from tools.captioning.rules import TemplateCaptioner
 from tools.captioning.run import caption_images
 from tools.datasets import create_dataset
 from tools.ingest import ingest_directory
-from tools.modelref import DEFAULT_BASE_MODEL, resolve_model
+from tools.modelref import DEFAULT_BASE_MODEL, base_model, resolve_model
 
 
 def test_active_resolves_to_the_base_model_key_before_any_promotion(tmp_path: Path) -> None:
@@ -24,8 +24,8 @@ def test_active_resolves_to_the_base_model_key_before_any_promotion(tmp_path: Pa
 
     catalog = Catalog(tmp_path / "catalog.db")
     ref = resolve_model(catalog, "active")
-    assert (ref.spec, ref.key, ref.load_spec) == ("active", DEFAULT_BASE_MODEL, DEFAULT_BASE_MODEL)
-    mv = catalog.add_model_version(arch="skyscout-tiny", base=DEFAULT_BASE_MODEL, dataset_id=None, params={},
+    assert (ref.spec, ref.key, ref.load_spec) == ("active", base_model(), base_model())
+    mv = catalog.add_model_version(arch="skyscout-tiny", base=base_model(), dataset_id=None, params={},
                                    checkpoint=str(tmp_path / "m.pt"))
     catalog.promote_model(mv)
     assert resolve_model(catalog, "active").key == mv == resolve_model(catalog, mv).key
@@ -48,8 +48,16 @@ def test_eval_before_promotion_and_the_planner_share_the_metric_key(
     assert main(["eval", "--json"]) == 0  # the model is "active": nothing has been promoted yet
 
     doc = json.loads(capsys.readouterr().out)
-    assert doc["model"] == DEFAULT_BASE_MODEL
-    assert {e["model"] for e in catalog.evaluations()} == {DEFAULT_BASE_MODEL}
+    assert doc["model"] == base_model()
+    assert {e["model"] for e in catalog.evaluations()} == {base_model()}
     signals = read_signals(catalog)
-    assert signals.active_model == DEFAULT_BASE_MODEL and signals.active_metrics_dataset == dataset
+    assert signals.active_model == base_model() and signals.active_metrics_dataset == dataset
     assert signals.active_metrics is not None and signals.active_metrics["top1"] == doc["zeroshot"]["top1"]
+
+
+def test_the_base_model_is_skyscout_small_unless_the_environment_names_another(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SKYSCOUT_BASE_MODEL", raising=False)
+    assert base_model() == DEFAULT_BASE_MODEL == "skyscout-small"
+    monkeypatch.setenv("SKYSCOUT_BASE_MODEL", " skyscout-tiny ")
+    assert base_model() == "skyscout-tiny"
