@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Choose skyscout-tiny's recipe without reading val (issue 17): every candidate is trained on a dataset's train
-# split less the last 20% of each class in file-name order, and scored on that 20% (HOLDOUT=0.2 of
-# scripts/finetune_eval.sh); scripts/prompt_eval.py then scores caption-vocabulary prompt ensembles on it.
+# Choose a built model's recipe without reading val (issue 17; MODEL=skyscout-small for that preset): every
+# candidate is trained on a dataset's train split less the last 20% of each class in file-name order, and
+# scored on that 20% (HOLDOUT=0.2 of scripts/finetune_eval.sh); scripts/prompt_eval.py then scores
+# caption-vocabulary prompt ensembles on it.
 #
 #   scripts/recipe_search.sh eurosat "" "--mask-group-pairs --caption-groups 10"
 #   scripts/recipe_search.sh ucm_captions ""
