@@ -11,7 +11,8 @@
 # scripts/recipe_search.sh (UC Merced: the recipe as it is; EuroSAT: 10 caption clusters, pairs of one cluster
 # masked in the loss).
 # TRAIN: extra `skyscout train` options for every run. JOINT: the joint run's options (default: 500 EuroSAT
-# images per class, UC Merced visited 8 times per epoch, 32 caption clusters, 6 epochs: the README's row).
+# images per class, UC Merced visited 8 times per epoch, 32 caption clusters; 6 epochs for skyscout-tiny, the
+# README's row; skyscout-small's recipe gives that data one epoch).
 # OUT: where the homes, logs and figures go (default: a new temporary folder). Val is read once per figure;
 # nothing here is tuned on it.
 set -euo pipefail
@@ -22,7 +23,9 @@ out=${OUT:-$(mktemp -d)}
 mkdir -p "$out" && out=$(cd "$out" && pwd)
 read -r -a train <<< "${TRAIN:-}"
 declare -A own=([ucm_captions]="${UCM:-}" [eurosat]="${EUROSAT:---mask-group-pairs --caption-groups 10}")
-read -r -a joint <<< "${JOINT:-500 --source-repeat ucm_captions=8 --caption-groups 32 --epochs 6}"
+joint_default="500 --source-repeat ucm_captions=8 --caption-groups 32"
+[ "${MODEL:-skyscout-tiny}" = skyscout-tiny ] && joint_default+=" --epochs 6"  # small: its sample budget, 1 epoch
+read -r -a joint <<< "${JOINT:-$joint_default}"
 
 for name in ucm_captions eurosat; do
   read -r -a opts <<< "${own[$name]}"
