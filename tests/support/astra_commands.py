@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -30,17 +31,8 @@ from tests.support.astra_documents import (
 
 
 def collection_command(coll: Collection, command: str, args: dict[str, Any]) -> dict[str, Any]:
-    handler = {
-        "insertOne": _insert_one,
-        "insertMany": _insert_many,
-        "find": _find,
-        "findOne": _find_one,
-        "findOneAndReplace": _find_one_and_replace,
-        "deleteOne": _delete_one,
-        "deleteMany": _delete_many,
-        "countDocuments": _count,
-        "estimatedDocumentCount": lambda c, a: {"status": {"count": len(c.docs)}},
-    }.get(command)
+    """Run one collection command (``insertOne``, ``find``, ...) on ``coll``; unknown ones are refused."""
+    handler = _COMMANDS.get(command)
     if handler is None:
         raise APIError(
             "COMMAND_UNKNOWN",
@@ -306,3 +298,20 @@ def _count(coll: Collection, args: dict[str, Any]) -> dict[str, Any]:
     if n > MAX_COUNT:
         return {"status": {"count": MAX_COUNT, "moreData": True}}
     return {"status": {"count": n}}
+
+
+def _estimated_count(coll: Collection, args: dict[str, Any]) -> dict[str, Any]:
+    return {"status": {"count": len(coll.docs)}}
+
+
+_COMMANDS: dict[str, Callable[[Collection, dict[str, Any]], dict[str, Any]]] = {
+    "insertOne": _insert_one,
+    "insertMany": _insert_many,
+    "find": _find,
+    "findOne": _find_one,
+    "findOneAndReplace": _find_one_and_replace,
+    "deleteOne": _delete_one,
+    "deleteMany": _delete_many,
+    "countDocuments": _count,
+    "estimatedDocumentCount": _estimated_count,
+}
